@@ -1,0 +1,86 @@
+//! The `geom` command line (clap derive). One file per subcommand; this
+//! file parses, dispatches and maps errors to exit codes:
+//! 0 success, 2 user error (bad path, layer, value, shape), 1 anything else.
+
+use clap::{Parser, Subcommand};
+
+mod align;
+mod anisotropy;
+mod common;
+mod demo;
+mod plot;
+mod store;
+
+/// Layer-wise geometry of multimodal LLM hidden states.
+#[derive(Debug, Parser)]
+#[command(name = "geom", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Anisotropy (mean pairwise cosine) per layer and modality.
+    Anisotropy(anisotropy::Args),
+    /// Kernel alignment (mutual kNN, CKA, ...) between two modalities per layer.
+    KernelAlign(align::Args),
+    /// Draw figures from results written with --format json or --out.
+    Plot(plot::Args),
+    /// Create and inspect hidden-state stores.
+    #[command(subcommand)]
+    Store(store::Command),
+}
+
+/// Runs the CLI with the process arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            if is_user_error(&e) {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Anisotropy(a) => anisotropy::run(a),
+        Command::KernelAlign(a) => align::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Store(c) => store::run(c),
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause already
+/// contained in its parent's message.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if out.contains(&msg) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
+}
+
+fn is_user_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<crate::GeomError>().is_some())
+}
