@@ -57,9 +57,9 @@ def make(stage: str, rng_seed: int):
             drift = mrng.normal(size=(LATENT, DIM)) / np.sqrt(LATENT)
             proj = proj0 + 0.3 * t * drift
             content = (0.4 + 0.8 * np.sin(np.pi * min(t * 1.2, 1.0))) if stage == "before" else (0.6 + 1.1 * np.sin(np.pi * min(t * 1.1, 1.0)))
-            common = common_scale * (0.5 + 3.5 * t**1.5)
+            common = common_scale * (0.8 + 11.0 * t**1.5)
             if stage == "after":
-                common *= 1.0 - 0.55 * t  # CL flattens the upper layers' cone
+                common *= 1.0 - 0.7 * t  # CL flattens the upper layers' cone
             noise = mrng.normal(size=(N_ROWS, DIM)) * (1.0 + 0.3 * (1 - t))
             h = common * mu + content * (z @ proj) + noise
             if layer == N_LAYERS - 1:  # final RMSNorm-like rescale

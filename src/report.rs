@@ -36,9 +36,18 @@ impl AnisotropyReport {
         let mut mods = serde_json::Map::new();
         let mut cis = serde_json::Map::new();
         for (m, v, ci) in &self.modalities {
-            mods.insert(m.clone(), json!(v.iter().map(|x| num(*x)).collect::<Vec<_>>()));
+            mods.insert(
+                m.clone(),
+                json!(v.iter().map(|x| num(*x)).collect::<Vec<_>>()),
+            );
             if let Some(ci) = ci {
-                cis.insert(m.clone(), json!(ci.iter().map(|c| [num(c.lo), num(c.hi)]).collect::<Vec<_>>()));
+                cis.insert(
+                    m.clone(),
+                    json!(ci
+                        .iter()
+                        .map(|c| [num(c.lo), num(c.hi)])
+                        .collect::<Vec<_>>()),
+                );
             }
         }
         let mut o = json!({"metric": self.metric, "layers": self.layers, "modalities": mods});
@@ -74,7 +83,10 @@ impl AnisotropyReport {
             .iter()
             .enumerate()
             .map(|(r, l)| {
-                let mut row = vec![l.to_string(), self.layer_names.get(r).cloned().unwrap_or_default()];
+                let mut row = vec![
+                    l.to_string(),
+                    self.layer_names.get(r).cloned().unwrap_or_default(),
+                ];
                 for (_, v, ci) in &self.modalities {
                     row.push(match ci {
                         Some(ci) => format!("{:.4} [{:.4}, {:.4}]", v[r], ci[r].lo, ci[r].hi),
@@ -125,7 +137,10 @@ impl AlignReport {
             o["p_values"] = json!(p);
         }
         if let Some(ci) = &r.ci {
-            o["ci"] = json!(ci.iter().map(|c| [num(c.lo), num(c.hi)]).collect::<Vec<_>>());
+            o["ci"] = json!(ci
+                .iter()
+                .map(|c| [num(c.lo), num(c.hi)])
+                .collect::<Vec<_>>());
         }
         o
     }
@@ -134,7 +149,14 @@ impl AlignReport {
     pub fn to_csv(&self) -> String {
         let mut s = String::from("metric,modality_or_pair,layer,value\n");
         for (l, v) in self.result.layers.iter().zip(&self.result.values) {
-            s.push_str(&format!("{},{}-{},{},{}\n", self.metric, self.a, self.b, l, fmt_full(*v)));
+            s.push_str(&format!(
+                "{},{}-{},{},{}\n",
+                self.metric,
+                self.a,
+                self.b,
+                l,
+                fmt_full(*v)
+            ));
         }
         s
     }
@@ -309,7 +331,13 @@ pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     };
     let mut s = line(headers);
     s.push('\n');
-    s.push_str(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    s.push_str(
+        &widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
     s.push('\n');
     for row in rows {
         s.push_str(&line(row));

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::common::{emit, open_stores, report_written, warn_if_synthetic, write_results, StoreArg};
+use super::common::{
+    emit, open_stores, report_written, slug, synthetic_footnote, warn_if_synthetic, write_results,
+    StoreArg,
+};
 use crate::error::GeomError;
 use crate::layers::parse_layers;
 use crate::metrics::alignment::{AlignOptions, Metric};
@@ -127,7 +130,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let layers_a = parse_layers(&args.layers, ia.n_layers)?;
         let load_a = |l: usize| store.read_layer(&args.a, l);
         let load_b = |l: usize| store.read_layer(&args.b, l);
-        let ctx = || format!("{}: {} between '{}' and '{}'", store.path().display(), metric, args.a, args.b);
+        let ctx = || {
+            format!(
+                "{}: {} between '{}' and '{}'",
+                store.path().display(),
+                metric,
+                args.a,
+                args.b
+            )
+        };
         let bar = progress_bar(match args.mode {
             Mode::Layerwise => layers_a.len(),
             Mode::AllPairs => layers_a.len() * 2,
@@ -136,22 +147,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Mode::Layerwise => {
                 for &l in &layers_a {
                     if l >= ib.n_layers {
-                        return Err(GeomError::LayerOutOfRange { layer: l as i64, n_layers: ib.n_layers }.into());
+                        return Err(GeomError::LayerOutOfRange {
+                            layer: l as i64,
+                            n_layers: ib.n_layers,
+                        }
+                        .into());
                     }
                 }
-                let result = layerwise(metric, &opts, &stats, &layers_a, load_a, load_b, |_| bar.inc(1)).with_context(ctx)?;
+                let result = layerwise(metric, &opts, &stats, &layers_a, load_a, load_b, |_| {
+                    bar.inc(1)
+                })
+                .with_context(ctx)?;
                 bar.finish_and_clear();
                 let report = AlignReport {
                     metric: metric.name().to_string(),
                     k,
                     a: args.a.clone(),
                     b: args.b.clone(),
-                    layer_names: layers_a.iter().map(|&l| ia.layer_names[l].clone()).collect(),
+                    layer_names: layers_a
+                        .iter()
+                        .map(|&l| ia.layer_names[l].clone())
+                        .collect(),
                     result,
                 };
-                print_one(&args, multi, label, report.to_table(), report.to_json(), report.to_csv());
+                print_one(
+                    &args,
+                    multi,
+                    label,
+                    report.to_table(),
+                    report.to_json(),
+                    report.to_csv(),
+                );
                 if let Some(dir) = &args.out {
-                    written.extend(write_results(dir, &stem(metric, multi, label), &report.to_json(), &report.to_csv())?);
+                    written.extend(write_results(
+                        dir,
+                        &stem(metric, multi, label),
+                        &report.to_json(),
+                        &report.to_csv(),
+                    )?);
                 }
                 curves.push(Series {
                     label: label.clone(),
@@ -159,32 +192,70 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     values: report.result.values.clone(),
                     group: label.clone(),
                     dashed: false,
-                    band: report.result.ci.as_ref().map(|c| (c.iter().map(|x| x.lo).collect(), c.iter().map(|x| x.hi).collect())),
+                    band: report.result.ci.as_ref().map(|c| {
+                        (
+                            c.iter().map(|x| x.lo).collect(),
+                            c.iter().map(|x| x.hi).collect(),
+                        )
+                    }),
                 });
             }
             Mode::AllPairs => {
-                let layers_b = parse_layers(args.layers_b.as_deref().unwrap_or(&args.layers), ib.n_layers)?;
-                let result = all_pairs(metric, &opts, &layers_a, &layers_b, load_a, load_b, |_| bar.inc(1)).with_context(ctx)?;
+                let layers_b = parse_layers(
+                    args.layers_b.as_deref().unwrap_or(&args.layers),
+                    ib.n_layers,
+                )?;
+                let result = all_pairs(metric, &opts, &layers_a, &layers_b, load_a, load_b, |_| {
+                    bar.inc(1)
+                })
+                .with_context(ctx)?;
                 bar.finish_and_clear();
-                let report = AllPairsReport { metric: metric.name().to_string(), k, a: args.a.clone(), b: args.b.clone(), result };
-                print_one(&args, multi, label, report.to_table(), report.to_json(), report.to_csv());
+                let report = AllPairsReport {
+                    metric: metric.name().to_string(),
+                    k,
+                    a: args.a.clone(),
+                    b: args.b.clone(),
+                    result,
+                };
+                print_one(
+                    &args,
+                    multi,
+                    label,
+                    report.to_table(),
+                    report.to_json(),
+                    report.to_csv(),
+                );
                 if let Some(dir) = &args.out {
                     let s = stem(metric, multi, label) + "-all-pairs";
                     written.extend(write_results(dir, &s, &report.to_json(), &report.to_csv())?);
                     let r = &report.result;
                     let hm = Heatmap {
-                        title: format!("{} ({label}): {} layer × {} layer", metric.name(), args.a, args.b),
+                        title: format!(
+                            "{} ({label}): {} layer × {} layer",
+                            metric.name(),
+                            args.a,
+                            args.b
+                        ),
                         a_label: format!("{} layer", args.a),
                         b_label: format!("{} layer", args.b),
                         a_layers: r.layers_a.clone(),
                         b_layers: r.layers_b.clone(),
-                        matrix: r.matrix.rows().into_iter().map(|row| row.to_vec()).collect(),
+                        matrix: r
+                            .matrix
+                            .rows()
+                            .into_iter()
+                            .map(|row| row.to_vec())
+                            .collect(),
                         best: Some((
                             r.layers_a.iter().position(|&l| l == r.best.0).unwrap_or(0),
                             r.layers_b.iter().position(|&l| l == r.best.1).unwrap_or(0),
                         )),
                     };
-                    written.extend(plot::render_heatmap(&hm, &dir.join(s), &[ImageFormat::Svg, ImageFormat::Png])?);
+                    written.extend(plot::render_heatmap(
+                        &hm,
+                        &dir.join(s),
+                        &[ImageFormat::Svg, ImageFormat::Png],
+                    )?);
                 }
             }
         }
@@ -194,8 +265,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(k) => format!("{} (k = {k})", pretty(metric)),
             None => pretty(metric).to_string(),
         };
-        let fig = plot::figure2(&format!("{} – {} alignment per layer", args.a, args.b), &label, curves);
-        written.extend(plot::render_lines(&fig, &dir.join(format!("figure2-{}", metric.name())), &[ImageFormat::Svg, ImageFormat::Png])?);
+        let mut fig = plot::figure2(
+            &format!("{} – {} alignment per layer", args.a, args.b),
+            &label,
+            curves,
+        );
+        fig.footnote = synthetic_footnote(&stores);
+        written.extend(plot::render_lines(
+            &fig,
+            &dir.join(format!("figure2-{}", metric.name())),
+            &[ImageFormat::Svg, ImageFormat::Png],
+        )?);
     }
     report_written(&written);
     Ok(())
@@ -203,13 +283,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn stem(metric: Metric, multi: bool, label: &str) -> String {
     if multi {
-        format!("{}-{label}", metric.name())
+        format!("{}-{}", metric.name(), slug(label))
     } else {
         metric.name().to_string()
     }
 }
 
-fn print_one(args: &Args, multi: bool, label: &str, table: String, mut json: serde_json::Value, csv: String) {
+fn print_one(
+    args: &Args,
+    multi: bool,
+    label: &str,
+    table: String,
+    mut json: serde_json::Value,
+    csv: String,
+) {
     if multi && args.format == Format::Table {
         println!("== {label} ==");
     }
@@ -238,8 +325,10 @@ fn pretty(metric: Metric) -> &'static str {
 pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} layers {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} layers {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::common::{emit, open_stores, parse_modalities, report_written, warn_if_synthetic, write_results, StoreArg};
+use super::common::{
+    emit, open_stores, parse_modalities, report_written, slug, synthetic_footnote,
+    warn_if_synthetic, write_results, StoreArg,
+};
 use crate::layers::parse_layers;
 use crate::metrics::anisotropy::{anisotropy, anisotropy_centered, anisotropy_sampled, ZeroNorm};
 use crate::metrics::stats::bootstrap_anisotropy;
@@ -71,7 +74,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if !(0.0 < args.ci && args.ci < 1.0) {
-        return Err(crate::GeomError::invalid(format!("--ci {} must be in (0, 1)", args.ci)).into());
+        return Err(
+            crate::GeomError::invalid(format!("--ci {} must be in (0, 1)", args.ci)).into(),
+        );
     }
     let zero = match args.zero_norm {
         ZeroArg::Error => ZeroNorm::Error,
@@ -116,14 +121,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(what)?;
                 values.push(v);
                 if let Some(c) = cis.as_mut() {
-                    c.push(bootstrap_anisotropy(x.view(), zero, args.bootstrap, args.seed.wrapping_add(l as u64), args.ci).with_context(what)?);
+                    c.push(
+                        bootstrap_anisotropy(
+                            x.view(),
+                            zero,
+                            args.bootstrap,
+                            args.seed.wrapping_add(l as u64),
+                            args.ci,
+                        )
+                        .with_context(what)?,
+                    );
                 }
             }
             cols.push((m.clone(), values, cis));
         }
         let report = AnisotropyReport {
             metric: metric.to_string(),
-            layer_names: layers.iter().map(|&l| first.layer_names[l].clone()).collect(),
+            layer_names: layers
+                .iter()
+                .map(|&l| first.layer_names[l].clone())
+                .collect(),
             layers,
             modalities: cols,
         };
@@ -145,11 +162,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.out {
         let mut written = Vec::new();
         for (label, _, r) in &reports {
-            let stem = if multi { format!("anisotropy-{label}") } else { "anisotropy".to_string() };
+            let stem = if multi {
+                format!("anisotropy-{}", slug(label))
+            } else {
+                "anisotropy".to_string()
+            };
             written.extend(write_results(dir, &stem, &r.to_json(), &r.to_csv())?);
         }
-        let fig = plot::figure1(figure1_panels(&reports));
-        written.extend(plot::render_lines(&fig, &dir.join("figure1-anisotropy"), &[ImageFormat::Svg, ImageFormat::Png])?);
+        let mut fig = plot::figure1(figure1_panels(&reports));
+        fig.footnote = synthetic_footnote(&stores);
+        written.extend(plot::render_lines(
+            &fig,
+            &dir.join("figure1-anisotropy"),
+            &[ImageFormat::Svg, ImageFormat::Png],
+        )?);
         report_written(&written);
     }
     Ok(())
@@ -161,16 +187,25 @@ pub fn figure1_panels(reports: &[(String, String, AnisotropyReport)]) -> Vec<Pan
     let mut panels: Vec<Panel> = Vec::new();
     let mut first_label: Vec<(String, String)> = Vec::new();
     for (label, dataset, r) in reports {
-        let title = if dataset.is_empty() { "hidden states".to_string() } else { dataset.clone() };
+        let title = if dataset.is_empty() {
+            "hidden states".to_string()
+        } else {
+            dataset.clone()
+        };
         let idx = match panels.iter().position(|p| p.title == title) {
             Some(i) => i,
             None => {
-                panels.push(Panel { title: title.clone(), series: Vec::new() });
+                panels.push(Panel {
+                    title: title.clone(),
+                    series: Vec::new(),
+                });
                 first_label.push((title.clone(), label.clone()));
                 panels.len() - 1
             }
         };
-        let dashed = reports.len() > 1 && first_label[idx].1 == *label && reports.iter().filter(|x| x.1 == *dataset).count() > 1;
+        let dashed = reports.len() > 1
+            && first_label[idx].1 == *label
+            && reports.iter().filter(|x| x.1 == *dataset).count() > 1;
         for (m, values, ci) in &r.modalities {
             panels[idx].series.push(Series {
                 label: format!("{} ({label})", capitalise(m)),
@@ -178,7 +213,12 @@ pub fn figure1_panels(reports: &[(String, String, AnisotropyReport)]) -> Vec<Pan
                 values: values.clone(),
                 group: m.clone(),
                 dashed,
-                band: ci.as_ref().map(|c| (c.iter().map(|x| x.lo).collect(), c.iter().map(|x| x.hi).collect())),
+                band: ci.as_ref().map(|c| {
+                    (
+                        c.iter().map(|x| x.lo).collect(),
+                        c.iter().map(|x| x.hi).collect(),
+                    )
+                }),
             });
         }
     }

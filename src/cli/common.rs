@@ -22,7 +22,10 @@ impl std::str::FromStr for StoreArg {
             Some((l, p)) if !l.is_empty() && !l.contains('/') => (l.to_string(), PathBuf::from(p)),
             _ => {
                 let p = PathBuf::from(s);
-                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| s.to_string());
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| s.to_string());
                 (stem, p)
             }
         };
@@ -53,9 +56,45 @@ pub fn open_stores(args: &[StoreArg]) -> Result<Vec<(String, Store)>> {
 
 /// Prints a note when a store says its states are synthetic.
 pub fn warn_if_synthetic(label: &str, store: &Store) {
-    if store.meta().model.to_ascii_lowercase().contains("synthetic") {
-        eprintln!("note: store '{label}' holds synthetic states (model = \"{}\")", store.meta().model);
+    let is_demo = store.path().to_string_lossy().contains("geom-demo-");
+    if !is_demo
+        && store
+            .meta()
+            .model
+            .to_ascii_lowercase()
+            .contains("synthetic")
+    {
+        eprintln!(
+            "note: store '{label}' holds synthetic states (model = \"{}\")",
+            store.meta().model
+        );
     }
+}
+
+/// A label made safe for a file name (`before CL` → `before-CL`).
+pub fn slug(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
+/// A figure footnote when any of the stores holds synthetic states.
+pub fn synthetic_footnote(stores: &[(String, Store)]) -> Option<String> {
+    stores
+        .iter()
+        .any(|(_, s)| s.meta().model.to_ascii_lowercase().contains("synthetic"))
+        .then(|| {
+            "SYNTHETIC demo states (scripts/make_demo_store.py), not a real model's hidden states"
+                .to_string()
+        })
 }
 
 /// Writes `text` to stdout, and under `out` (if given) as `name`.
@@ -68,14 +107,22 @@ pub fn emit(format: Format, table: String, json: &serde_json::Value, csv: String
 }
 
 /// Writes the JSON and CSV results into `dir` as `<stem>.json` and `<stem>.csv`.
-pub fn write_results(dir: &Path, stem: &str, json: &serde_json::Value, csv: &str) -> Result<Vec<PathBuf>> {
+pub fn write_results(
+    dir: &Path,
+    stem: &str,
+    json: &serde_json::Value,
+    csv: &str,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|source| GeomError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let jp = dir.join(format!("{stem}.json"));
     let cp = dir.join(format!("{stem}.csv"));
-    write_file(&jp, &serde_json::to_string_pretty(json).expect("serialisable"))?;
+    write_file(
+        &jp,
+        &serde_json::to_string_pretty(json).expect("serialisable"),
+    )?;
     write_file(&cp, csv)?;
     Ok(vec![jp, cp])
 }

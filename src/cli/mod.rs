@@ -82,5 +82,6 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn is_user_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<crate::GeomError>().is_some())
+    e.chain()
+        .any(|c| c.downcast_ref::<crate::GeomError>().is_some())
 }

@@ -36,7 +36,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some((l, p)) if !l.contains('/') => (l.to_string(), PathBuf::from(p)),
             _ => {
                 let p = PathBuf::from(item);
-                (p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), p)
+                (
+                    p.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    p,
+                )
             }
         };
         docs.push((label, read_json(&path)?, path));
@@ -46,7 +51,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if kinds.iter().any(|k| *k != kinds[0]) {
         return Err(GeomError::invalid(format!(
             "cannot draw different kinds of results in one figure ({}); plot them separately",
-            docs.iter().zip(&kinds).map(|((_, _, p), k)| format!("{}: {k}", p.display())).collect::<Vec<_>>().join(", ")
+            docs.iter()
+                .zip(&kinds)
+                .map(|((_, _, p), k)| format!("{}: {k}", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .into());
     }
@@ -55,12 +64,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut panels: Vec<Panel> = Vec::new();
             for (i, (label, d, path)) in docs.iter().enumerate() {
                 let layers = usizes(&d["layers"], path, "layers")?;
-                let mods = d["modalities"].as_object().ok_or_else(|| bad(path, "'modalities' is not an object"))?;
+                let mods = d["modalities"]
+                    .as_object()
+                    .ok_or_else(|| bad(path, "'modalities' is not an object"))?;
                 let series: Vec<Series> = mods
                     .iter()
                     .map(|(m, v)| {
                         Ok(Series {
-                            label: if args.one_panel { format!("{m} ({label})") } else { m.clone() },
+                            label: if args.one_panel {
+                                format!("{m} ({label})")
+                            } else {
+                                m.clone()
+                            },
                             layers: layers.clone(),
                             values: floats(v, path, m)?,
                             group: m.clone(),
@@ -72,13 +87,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 if args.one_panel && !panels.is_empty() {
                     panels[0].series.extend(series);
                 } else {
-                    panels.push(Panel { title: if args.one_panel { String::new() } else { label.clone() }, series });
+                    panels.push(Panel {
+                        title: if args.one_panel {
+                            String::new()
+                        } else {
+                            label.clone()
+                        },
+                        series,
+                    });
                 }
             }
             plot::render_lines(&plot::figure1(panels), &args.out, &formats)?
         }
         "layerwise" => {
-            let metric = docs[0].1["metric"].as_str().unwrap_or("alignment").to_string();
+            let metric = docs[0].1["metric"]
+                .as_str()
+                .unwrap_or("alignment")
+                .to_string();
             let series = docs
                 .iter()
                 .map(|(label, d, path)| {
@@ -93,7 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let d = &docs[0].1;
-            let title = format!("{} – {} alignment per layer", d["a"].as_str().unwrap_or("a"), d["b"].as_str().unwrap_or("b"));
+            let title = format!(
+                "{} – {} alignment per layer",
+                d["a"].as_str().unwrap_or("a"),
+                d["b"].as_str().unwrap_or("b")
+            );
             let ylabel = match d["k"].as_u64() {
                 Some(k) => format!("{metric} (k = {k})"),
                 None => metric,
@@ -116,9 +145,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let best = d["best"].as_object().and_then(|b| {
                 let a = b.get("a_layer")?.as_u64()? as usize;
                 let bl = b.get("b_layer")?.as_u64()? as usize;
-                Some((layers_a.iter().position(|&l| l == a)?, layers_b.iter().position(|&l| l == bl)?))
+                Some((
+                    layers_a.iter().position(|&l| l == a)?,
+                    layers_b.iter().position(|&l| l == bl)?,
+                ))
             });
-            let (a, b) = (d["a"].as_str().unwrap_or("a"), d["b"].as_str().unwrap_or("b"));
+            let (a, b) = (
+                d["a"].as_str().unwrap_or("a"),
+                d["b"].as_str().unwrap_or("b"),
+            );
             let hm = Heatmap {
                 title: format!("{} ({label})", d["metric"].as_str().unwrap_or("alignment")),
                 a_label: format!("{a} layer"),
@@ -146,10 +181,17 @@ fn kind(d: &Value) -> &'static str {
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| GeomError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| GeomError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, &format!("not JSON: {e}")))?;
     if !v.is_object() || v.get("layers").is_none() && v.get("matrix").is_none() {
-        return Err(bad(path, "not a geom result (expected an object with \"layers\")").into());
+        return Err(bad(
+            path,
+            "not a geom result (expected an object with \"layers\")",
+        )
+        .into());
     }
     Ok(v)
 }
@@ -160,7 +202,11 @@ fn bad(path: &Path, msg: &str) -> GeomError {
 
 fn usizes(v: &Value, path: &Path, key: &str) -> anyhow::Result<Vec<usize>> {
     v.as_array()
-        .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect::<Option<Vec<_>>>())
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_u64().map(|u| u as usize))
+                .collect::<Option<Vec<_>>>()
+        })
         .ok_or_else(|| bad(path, &format!("'{key}' is not a list of layer indices")).into())
 }
 

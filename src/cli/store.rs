@@ -38,11 +38,19 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Import { modality, out, model, dataset, pooling } => {
+        Command::Import {
+            modality,
+            out,
+            model,
+            dataset,
+            pooling,
+        } => {
             let mut inputs = Vec::new();
             for item in modality.split(',') {
                 let (name, file) = item.split_once('=').ok_or_else(|| {
-                    GeomError::invalid(format!("--modality item '{item}': expected NAME=FILE (e.g. text=a.npy)"))
+                    GeomError::invalid(format!(
+                        "--modality item '{item}': expected NAME=FILE (e.g. text=a.npy)"
+                    ))
                 })?;
                 inputs.push((name.trim().to_string(), PathBuf::from(file.trim())));
             }
@@ -56,7 +64,10 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             import_npy(&inputs, &out, &meta)?;
             let store = Store::open(&out)?;
             for m in store.modalities() {
-                eprintln!("imported {}: [{}, {}, {}]", m.name, m.n_layers, m.rows_done, m.dim);
+                eprintln!(
+                    "imported {}: [{}, {}, {}]",
+                    m.name, m.n_layers, m.rows_done, m.dim
+                );
             }
             eprintln!("wrote {}", out.display());
             Ok(())
@@ -87,8 +98,17 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                         println!("{k:<8} {}", if v.is_empty() { "-" } else { v });
                     }
                     println!();
-                    let headers: Vec<String> =
-                        ["modality", "layers", "rows_done", "rows", "dim", "first layer", "last layer"].map(String::from).into();
+                    let headers: Vec<String> = [
+                        "modality",
+                        "layers",
+                        "rows_done",
+                        "rows",
+                        "dim",
+                        "first layer",
+                        "last layer",
+                    ]
+                    .map(String::from)
+                    .into();
                     let rows: Vec<Vec<String>> = s
                         .modalities()
                         .iter()

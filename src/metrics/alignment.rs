@@ -92,7 +92,11 @@ impl Metric {
     pub fn is_knn(self) -> bool {
         matches!(
             self,
-            Metric::MutualKnn | Metric::JaccardKnn | Metric::CycleKnn | Metric::LcsKnn | Metric::EditDistanceKnn
+            Metric::MutualKnn
+                | Metric::JaccardKnn
+                | Metric::CycleKnn
+                | Metric::LcsKnn
+                | Metric::EditDistanceKnn
         )
     }
 
@@ -214,13 +218,18 @@ pub fn prepare(metric: Metric, x: ArrayView2<f32>, opts: &AlignOptions) -> Resul
         Metric::Cka => Prepared::Centered(cka::centered(cka::linear_kernel(x.view()))),
         Metric::CkaRbf => {
             if opts.rbf_sigma.is_nan() || opts.rbf_sigma <= 0.0 {
-                return Err(GeomError::invalid(format!("rbf sigma = {} must be > 0", opts.rbf_sigma)));
+                return Err(GeomError::invalid(format!(
+                    "rbf sigma = {} must be > 0",
+                    opts.rbf_sigma
+                )));
             }
             Prepared::Centered(cka::centered(cka::rbf_kernel(x.view(), opts.rbf_sigma)))
         }
         Metric::UnbiasedCka => {
             if n < 4 {
-                return Err(GeomError::invalid(format!("unbiased CKA needs N >= 4 rows, got {n}")));
+                return Err(GeomError::invalid(format!(
+                    "unbiased CKA needs N >= 4 rows, got {n}"
+                )));
             }
             Prepared::Unbiased(cka::UnbiasedKernel::new(cka::linear_kernel(x.view())))
         }
@@ -245,7 +254,11 @@ pub fn score(metric: Metric, a: &Prepared, b: &Prepared) -> Result<f64> {
         (Prepared::Unbiased(k), Prepared::Unbiased(l)) => cka::cka_unbiased(k, l),
         (Prepared::Cknna(ga), Prepared::Cknna(gb)) => cka::cknna(ga, gb),
         (Prepared::Svcca(ua), Prepared::Svcca(ub)) => svcca::mean_canonical_correlation(ua, ub),
-        _ => return Err(GeomError::invalid(format!("{metric}: the two sides were prepared for different metrics"))),
+        _ => {
+            return Err(GeomError::invalid(format!(
+                "{metric}: the two sides were prepared for different metrics"
+            )))
+        }
     })
 }
 
@@ -253,7 +266,12 @@ pub fn score(metric: Metric, a: &Prepared, b: &Prepared) -> Result<f64> {
 ///
 /// # Shapes
 /// `a`: `[N, Da]`, `b`: `[N, Db]`.
-pub fn align(metric: Metric, a: ArrayView2<f32>, b: ArrayView2<f32>, opts: &AlignOptions) -> Result<f64> {
+pub fn align(
+    metric: Metric,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    opts: &AlignOptions,
+) -> Result<f64> {
     if a.nrows() != b.nrows() {
         return Err(GeomError::RowMismatch {
             a: "a".into(),
@@ -310,7 +328,11 @@ fn lcs(a: &[u32], b: &[u32]) -> usize {
     let mut cur = vec![0usize; b.len() + 1];
     for &x in a {
         for (j, &y) in b.iter().enumerate() {
-            cur[j + 1] = if x == y { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
+            cur[j + 1] = if x == y {
+                prev[j] + 1
+            } else {
+                prev[j + 1].max(cur[j])
+            };
         }
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -360,12 +382,30 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let x = ndarray::Array2::from_shape_fn((60, 8), |_| rng.random_range(-1.0f32..1.0));
-        let o = AlignOptions { k: 5, cca_dim: 5, ..Default::default() };
-        for m in [Metric::MutualKnn, Metric::JaccardKnn, Metric::CycleKnn, Metric::EditDistanceKnn] {
-            assert!((align(m, x.view(), x.view(), &o).unwrap() - 1.0).abs() < 1e-12, "{m}");
+        let o = AlignOptions {
+            k: 5,
+            cca_dim: 5,
+            ..Default::default()
+        };
+        for m in [
+            Metric::MutualKnn,
+            Metric::JaccardKnn,
+            Metric::CycleKnn,
+            Metric::EditDistanceKnn,
+        ] {
+            assert!(
+                (align(m, x.view(), x.view(), &o).unwrap() - 1.0).abs() < 1e-12,
+                "{m}"
+            );
         }
         assert!((align(Metric::LcsKnn, x.view(), x.view(), &o).unwrap() - 5.0).abs() < 1e-12);
-        for m in [Metric::Cka, Metric::CkaRbf, Metric::UnbiasedCka, Metric::Cknna, Metric::Svcca] {
+        for m in [
+            Metric::Cka,
+            Metric::CkaRbf,
+            Metric::UnbiasedCka,
+            Metric::Cknna,
+            Metric::Svcca,
+        ] {
             let v = align(m, x.view(), x.view(), &o).unwrap();
             assert!((v - 1.0).abs() < 1e-4, "{m}: {v}");
         }

@@ -58,7 +58,10 @@ pub fn anisotropy(x: ArrayView2<f32>, zero: ZeroNorm) -> Result<f64> {
 /// # Shapes
 /// `x`: `[N, D]`.
 pub fn anisotropy_centered(x: ArrayView2<f32>, zero: ZeroNorm) -> Result<f64> {
-    let mean = x.map(|&v| v as f64).mean_axis(Axis(0)).ok_or_else(|| GeomError::invalid("anisotropy of an empty matrix"))?;
+    let mean = x
+        .map(|&v| v as f64)
+        .mean_axis(Axis(0))
+        .ok_or_else(|| GeomError::invalid("anisotropy of an empty matrix"))?;
     let (sum, n) = sum_unit_rows(x, Some(&mean), zero)?;
     Ok(from_unit_sum(&sum, n))
 }
@@ -71,11 +74,18 @@ pub fn anisotropy_centered(x: ArrayView2<f32>, zero: ZeroNorm) -> Result<f64> {
 ///
 /// # Shapes
 /// `x`: `[N, D]`.
-pub fn anisotropy_sampled(x: ArrayView2<f32>, n_pairs: usize, seed: u64, zero: ZeroNorm) -> Result<f64> {
+pub fn anisotropy_sampled(
+    x: ArrayView2<f32>,
+    n_pairs: usize,
+    seed: u64,
+    zero: ZeroNorm,
+) -> Result<f64> {
     let norms = row_norms(x);
     let keep = kept_rows(&norms, zero)?;
     if n_pairs == 0 {
-        return Err(GeomError::invalid("the sampled anisotropy needs at least one pair"));
+        return Err(GeomError::invalid(
+            "the sampled anisotropy needs at least one pair",
+        ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let m = keep.len();
@@ -87,7 +97,12 @@ pub fn anisotropy_sampled(x: ArrayView2<f32>, n_pairs: usize, seed: u64, zero: Z
             b += 1;
         }
         let (i, j) = (keep[a], keep[b]);
-        let dot: f64 = x.row(i).iter().zip(x.row(j)).map(|(&p, &q)| p as f64 * q as f64).sum();
+        let dot: f64 = x
+            .row(i)
+            .iter()
+            .zip(x.row(j))
+            .map(|(&p, &q)| p as f64 * q as f64)
+            .sum();
         total += dot / (norms[i] * norms[j]);
     }
     Ok(total / n_pairs as f64)
@@ -149,7 +164,9 @@ fn kept_rows(norms: &[f64], zero: ZeroNorm) -> Result<Vec<usize>> {
         if nrm > 0.0 && nrm.is_finite() {
             keep.push(i);
         } else if !nrm.is_finite() {
-            return Err(GeomError::invalid(format!("row {i} has a non-finite value (expected finite embeddings)")));
+            return Err(GeomError::invalid(format!(
+                "row {i} has a non-finite value (expected finite embeddings)"
+            )));
         } else if zero == ZeroNorm::Error {
             return Err(GeomError::ZeroNormRow {
                 what: "the embeddings".into(),
@@ -167,11 +184,17 @@ fn kept_rows(norms: &[f64], zero: ZeroNorm) -> Result<Vec<usize>> {
 }
 
 /// Σ_i (x_i − c) / ||x_i − c|| over kept rows, and how many rows were kept.
-fn sum_unit_rows(x: ArrayView2<f32>, center: Option<&Array1<f64>>, zero: ZeroNorm) -> Result<(Array1<f64>, usize)> {
+fn sum_unit_rows(
+    x: ArrayView2<f32>,
+    center: Option<&Array1<f64>>,
+    zero: ZeroNorm,
+) -> Result<(Array1<f64>, usize)> {
     let n = x.nrows();
     let d = x.ncols();
     if n < 2 {
-        return Err(GeomError::invalid(format!("anisotropy needs at least 2 rows, got {n}")));
+        return Err(GeomError::invalid(format!(
+            "anisotropy needs at least 2 rows, got {n}"
+        )));
     }
     let starts: Vec<usize> = (0..n).step_by(ROWS_PER_TASK).collect();
     let partials: Vec<Result<(Vec<f64>, usize)>> = starts
@@ -204,7 +227,11 @@ fn sum_unit_rows(x: ArrayView2<f32>, center: Option<&Array1<f64>>, zero: ZeroNor
                 if sq == 0.0 {
                     if zero == ZeroNorm::Error {
                         return Err(GeomError::ZeroNormRow {
-                            what: if center.is_some() { "the centred embeddings".into() } else { "the embeddings".into() },
+                            what: if center.is_some() {
+                                "the centred embeddings".into()
+                            } else {
+                                "the embeddings".into()
+                            },
                             row: i,
                         });
                     }
@@ -301,7 +328,9 @@ mod tests {
     #[test]
     fn zero_rows_error_or_skip() {
         let x = array![[1.0f32, 0.0], [0.0, 0.0], [0.0, 1.0]];
-        let e = anisotropy(x.view(), ZeroNorm::Error).unwrap_err().to_string();
+        let e = anisotropy(x.view(), ZeroNorm::Error)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 1"), "{e}");
         let v = anisotropy(x.view(), ZeroNorm::Skip).unwrap();
         assert!(v.abs() < 1e-12);

@@ -95,7 +95,12 @@ impl UnbiasedKernel {
         }
         let row_sums: Vec<f64> = k.sum_axis(Axis(1)).to_vec();
         let total = row_sums.iter().sum();
-        Self { kt: k, row_sums, total, diag }
+        Self {
+            kt: k,
+            row_sums,
+            total,
+            diag,
+        }
     }
 
     /// Number of rows N.
@@ -167,7 +172,11 @@ fn masked_hsic(ga: &KnnGraph, gb: &KnnGraph, counts: Option<&[u32]>) -> f64 {
             let (ib, sb) = (gb.row(i), gb.row_sim(i));
             ia.iter()
                 .zip(sa)
-                .filter_map(|(&j, &kv)| ib.iter().position(|&x| x == j).map(|p| (j, kv as f64, sb[p] as f64)))
+                .filter_map(|(&j, &kv)| {
+                    ib.iter()
+                        .position(|&x| x == j)
+                        .map(|p| (j, kv as f64, sb[p] as f64))
+                })
                 .collect()
         })
         .collect();
@@ -194,8 +203,14 @@ fn masked_hsic(ga: &KnnGraph, gb: &KnnGraph, counts: Option<&[u32]>) -> f64 {
         }
     }
     // Σ over resample positions q of (1ᵀK̃)_q (L̃1)_q; position q of row j appears w(j) times.
-    let cross: f64 = col_sum_k.iter().zip(&row_sum_l).enumerate().map(|(j, (a, b))| w(j) * a * b).sum();
-    (trace_term + sum_k * sum_l / ((m - 1.0) * (m - 2.0)) - 2.0 * cross / (m - 2.0)) / (m * (m - 3.0))
+    let cross: f64 = col_sum_k
+        .iter()
+        .zip(&row_sum_l)
+        .enumerate()
+        .map(|(j, (a, b))| w(j) * a * b)
+        .sum();
+    (trace_term + sum_k * sum_l / ((m - 1.0) * (m - 2.0)) - 2.0 * cross / (m - 2.0))
+        / (m * (m - 3.0))
 }
 
 #[cfg(test)]
@@ -220,7 +235,8 @@ mod tests {
         }
         let t: f64 = frob_dot(&kt, &lt.t().to_owned());
         let kl = kt.dot(&lt);
-        (t + kt.sum() * lt.sum() / ((m - 1.0) * (m - 2.0)) - 2.0 * kl.sum() / (m - 2.0)) / (m * (m - 3.0))
+        (t + kt.sum() * lt.sum() / ((m - 1.0) * (m - 2.0)) - 2.0 * kl.sum() / (m - 2.0))
+            / (m * (m - 3.0))
     }
 
     #[test]
@@ -228,7 +244,10 @@ mod tests {
         let a = random(30, 6, 1);
         let b = random(30, 4, 2);
         let (k, l) = (linear_kernel(a.view()), linear_kernel(b.view()));
-        let got = hsic_unbiased(&UnbiasedKernel::new(k.clone()), &UnbiasedKernel::new(l.clone()));
+        let got = hsic_unbiased(
+            &UnbiasedKernel::new(k.clone()),
+            &UnbiasedKernel::new(l.clone()),
+        );
         assert!((got - hsic_u_dense(&k, &l)).abs() < 1e-10);
     }
 
@@ -237,26 +256,39 @@ mod tests {
         let a = random(40, 6, 3);
         let b = random(40, 5, 4);
         let k = 6;
-        let (ga, gb) = (super::super::knn::knn(a.view(), k).unwrap(), super::super::knn::knn(b.view(), k).unwrap());
+        let (ga, gb) = (
+            super::super::knn::knn(a.view(), k).unwrap(),
+            super::super::knn::knn(b.view(), k).unwrap(),
+        );
         let (kk, ll) = (linear_kernel(a.view()), linear_kernel(b.view()));
         let mask = |g1: &KnnGraph, g2: &KnnGraph| {
             Array2::from_shape_fn((40, 40), |(i, j)| {
-                f64::from(u8::from(g1.row(i).contains(&(j as u32)) && g2.row(i).contains(&(j as u32))))
+                f64::from(u8::from(
+                    g1.row(i).contains(&(j as u32)) && g2.row(i).contains(&(j as u32)),
+                ))
             })
         };
         let sim = |g1: &KnnGraph, g2: &KnnGraph, x: &Array2<f64>, y: &Array2<f64>| {
             let mk = mask(g1, g2);
             hsic_u_dense(&(&mk * x), &(&mk * y))
         };
-        let want = sim(&ga, &gb, &kk, &ll) / ((sim(&ga, &ga, &kk, &kk) * sim(&gb, &gb, &ll, &ll)).sqrt() + 1e-6);
-        assert!((cknna(&ga, &gb) - want).abs() < 1e-6, "{} vs {want}", cknna(&ga, &gb));
+        let want = sim(&ga, &gb, &kk, &ll)
+            / ((sim(&ga, &ga, &kk, &kk) * sim(&gb, &gb, &ll, &ll)).sqrt() + 1e-6);
+        assert!(
+            (cknna(&ga, &gb) - want).abs() < 1e-6,
+            "{} vs {want}",
+            cknna(&ga, &gb)
+        );
     }
 
     #[test]
     fn weighted_cknna_with_unit_counts_is_cknna() {
         let a = random(30, 5, 8);
         let b = random(30, 5, 9);
-        let (ga, gb) = (super::super::knn::knn(a.view(), 4).unwrap(), super::super::knn::knn(b.view(), 4).unwrap());
+        let (ga, gb) = (
+            super::super::knn::knn(a.view(), 4).unwrap(),
+            super::super::knn::knn(b.view(), 4).unwrap(),
+        );
         let ones = vec![1u32; 30];
         assert!((cknna_weighted(&ga, &gb, Some(&ones)) - cknna(&ga, &gb)).abs() < 1e-12);
         // Doubling every row keeps the masked structure; the value stays finite and close.
@@ -269,7 +301,10 @@ mod tests {
         let a = random(50, 5, 5);
         // Columns permuted and scaled: same kernel up to scale.
         let b = a.slice(s![.., ..;-1]).mapv(|v| 3.0 * v);
-        let v = cka_centered(&centered(linear_kernel(a.view())), &centered(linear_kernel(b.view())));
+        let v = cka_centered(
+            &centered(linear_kernel(a.view())),
+            &centered(linear_kernel(b.view())),
+        );
         assert!((v - 1.0).abs() < 1e-6, "{v}");
     }
 }

@@ -59,7 +59,12 @@ impl KnnGraph {
             idx.extend(self.row(p).iter().map(|&j| inv[j as usize]));
             sim.extend_from_slice(self.row_sim(p));
         }
-        KnnGraph { n: self.n, k: self.k, idx, sim }
+        KnnGraph {
+            n: self.n,
+            k: self.k,
+            idx,
+            sim,
+        }
     }
 }
 

@@ -89,7 +89,10 @@ pub fn layerwise(
     for &l in layers {
         let (a, b) = (load_a(l)?, load_b(l)?);
         check_rows(&a, &b)?;
-        let (pa, pb) = rayon::join(|| prepare(metric, a.view(), opts), || prepare(metric, b.view(), opts));
+        let (pa, pb) = rayon::join(
+            || prepare(metric, a.view(), opts),
+            || prepare(metric, b.view(), opts),
+        );
         let (pa, pb) = (pa?, pb?);
         let v = score(metric, &pa, &pb)?;
         out.values.push(v);
@@ -99,13 +102,24 @@ pub fn layerwise(
                 c.push(chance_level(metric, ga, gb, seed));
             }
             if let Some(p) = out.p_values.as_mut() {
-                p.push(p_value(v, &permutation_null(metric, ga, gb, stats.permutations, seed)));
+                p.push(p_value(
+                    v,
+                    &permutation_null(metric, ga, gb, stats.permutations, seed),
+                ));
             }
         }
         if let Some(ci) = out.ci.as_mut() {
             let seed = stats.seed.wrapping_add(l as u64);
             ci.push(bootstrap_alignment(
-                metric, &pa, &pb, a.view(), b.view(), opts, stats.bootstrap, seed, stats.ci_level,
+                metric,
+                &pa,
+                &pb,
+                a.view(),
+                b.view(),
+                opts,
+                stats.bootstrap,
+                seed,
+                stats.ci_level,
             )?);
         }
         progress(l);
@@ -158,7 +172,8 @@ pub fn all_pairs(
             (pa, pb) => score(metric, pa, pb),
         })
         .collect::<Result<_>>()?;
-    let matrix = Array2::from_shape_vec((layers_a.len(), layers_b.len()), vals).expect("cells fill the matrix");
+    let matrix = Array2::from_shape_vec((layers_a.len(), layers_b.len()), vals)
+        .expect("cells fill the matrix");
     let mut best = (layers_a[0], layers_b[0], f64::NEG_INFINITY);
     for ((i, j), &v) in matrix.indexed_iter() {
         if v > best.2 {

@@ -29,11 +29,17 @@ pub fn check_finite(x: ArrayView2<f32>, what: &str) -> Result<()> {
 /// `[N, D]` → `[N, D]`.
 pub fn l2_normalize(x: ArrayView2<f32>) -> Array2<f32> {
     let mut out = x.to_owned();
-    out.axis_iter_mut(Axis(0)).into_par_iter().for_each(|mut row| {
-        let norm = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
-        let inv = 1.0 / norm.max(NORMALIZE_EPS);
-        row.mapv_inplace(|v| (v as f64 * inv) as f32);
-    });
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .for_each(|mut row| {
+            let norm = row
+                .iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt();
+            let inv = 1.0 / norm.max(NORMALIZE_EPS);
+            row.mapv_inplace(|v| (v as f64 * inv) as f32);
+        });
     out
 }
 
@@ -88,7 +94,10 @@ mod tests {
     #[test]
     fn clamp_matches_exact_quantile() {
         // |x| sorted: 1..=10; q = 0.5 → index 5 → value 6.
-        let x = array![[1.0f32, -2.0, 3.0, -4.0, 5.0], [-6.0, 7.0, -8.0, 9.0, -10.0]];
+        let x = array![
+            [1.0f32, -2.0, 3.0, -4.0, 5.0],
+            [-6.0, 7.0, -8.0, 9.0, -10.0]
+        ];
         let c = clamp_quantile(x.view(), 0.5).unwrap();
         assert_eq!(c.row(1).to_vec(), vec![-6.0, 6.0, -6.0, 6.0, -6.0]);
         assert!(clamp_quantile(x.view(), 1.5).is_err());
@@ -97,7 +106,9 @@ mod tests {
     #[test]
     fn non_finite_is_named() {
         let x = array![[1.0f32, 2.0], [f32::NAN, 0.0]];
-        let e = check_finite(x.view(), "image layer 3").unwrap_err().to_string();
+        let e = check_finite(x.view(), "image layer 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 1, column 0"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::alignment::{knn_item_scores, mean, prepare, score, AlignOptions, Metric, Prepared};
 use super::anisotropy::{anisotropy_weighted, unit_rows, ZeroNorm};
-use super::cka::{cka_centered, cka_unbiased, centered, cknna_weighted, UnbiasedKernel};
+use super::cka::{centered, cka_centered, cka_unbiased, cknna_weighted, UnbiasedKernel};
 use super::knn::KnnGraph;
 use crate::error::Result;
 
@@ -48,7 +48,9 @@ pub fn chance_level_closed_form(metric: Metric, n: usize, k: usize) -> Option<f6
         Metric::MutualKnn => Some(k as f64 / m as f64),
         Metric::JaccardKnn => {
             // t ~ Hypergeometric(population m, k successes, k draws).
-            let ln_choose = |a: usize, b: usize| ln_gamma(a as f64 + 1.0) - ln_gamma(b as f64 + 1.0) - ln_gamma((a - b) as f64 + 1.0);
+            let ln_choose = |a: usize, b: usize| {
+                ln_gamma(a as f64 + 1.0) - ln_gamma(b as f64 + 1.0) - ln_gamma((a - b) as f64 + 1.0)
+            };
             let total = ln_choose(m, k);
             let mut e = 0.0;
             for t in 0..=k {
@@ -65,7 +67,13 @@ pub fn chance_level_closed_form(metric: Metric, n: usize, k: usize) -> Option<f6
 }
 
 /// Scores of `metric` under `p` seeded random re-pairings of two kNN graphs.
-pub fn permutation_null(metric: Metric, ga: &KnnGraph, gb: &KnnGraph, p: usize, seed: u64) -> Vec<f64> {
+pub fn permutation_null(
+    metric: Metric,
+    ga: &KnnGraph,
+    gb: &KnnGraph,
+    p: usize,
+    seed: u64,
+) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut perm: Vec<usize> = (0..ga.n).collect();
     (0..p)
@@ -102,7 +110,10 @@ pub fn percentile_ci(mut values: Vec<f64>, level: f64) -> Ci {
         values[lo] + (values[hi] - values[lo]) * (pos - lo as f64)
     };
     let alpha = (1.0 - level) / 2.0;
-    Ci { lo: q(alpha), hi: q(1.0 - alpha) }
+    Ci {
+        lo: q(alpha),
+        hi: q(1.0 - alpha),
+    }
 }
 
 /// Bootstrap interval of an alignment metric.
@@ -142,7 +153,9 @@ pub fn bootstrap_alignment(
                 // H' (HKH)[idx, idx] H' = H' K[idx, idx] H': re-centring the sub-kernel is exact.
                 cka_centered(&centered(reindex(k, &idx)), &centered(reindex(l, &idx)))
             }
-            (Prepared::Unbiased(k), Prepared::Unbiased(l)) => cka_unbiased(&reindex_unbiased(k, &idx), &reindex_unbiased(l, &idx)),
+            (Prepared::Unbiased(k), Prepared::Unbiased(l)) => {
+                cka_unbiased(&reindex_unbiased(k, &idx), &reindex_unbiased(l, &idx))
+            }
             (Prepared::Cknna(ga), Prepared::Cknna(gb)) => {
                 let mut counts = vec![0u32; n];
                 idx.iter().for_each(|&i| counts[i] += 1);
@@ -165,7 +178,13 @@ pub fn bootstrap_alignment(
 ///
 /// # Shapes
 /// `x`: `[N, D]`.
-pub fn bootstrap_anisotropy(x: ArrayView2<f32>, zero: ZeroNorm, n_boot: usize, seed: u64, level: f64) -> Result<Ci> {
+pub fn bootstrap_anisotropy(
+    x: ArrayView2<f32>,
+    zero: ZeroNorm,
+    n_boot: usize,
+    seed: u64,
+    level: f64,
+) -> Result<Ci> {
     let units = unit_rows(x, zero)?;
     let n = units.nrows();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -242,9 +261,14 @@ mod tests {
         for m in [Metric::MutualKnn, Metric::JaccardKnn] {
             let closed = chance_level_closed_form(m, 200, 10).unwrap();
             let emp = mean(&permutation_null(m, &ga, &gb, 400, 3));
-            assert!((closed - emp).abs() < 0.1 * closed, "{m}: {closed} vs {emp}");
+            assert!(
+                (closed - emp).abs() < 0.1 * closed,
+                "{m}: {closed} vs {emp}"
+            );
         }
-        assert!((chance_level_closed_form(Metric::MutualKnn, 1001, 10).unwrap() - 0.01).abs() < 1e-15);
+        assert!(
+            (chance_level_closed_form(Metric::MutualKnn, 1001, 10).unwrap() - 0.01).abs() < 1e-15
+        );
     }
 
     #[test]
@@ -252,7 +276,11 @@ mod tests {
         let a = random(150, 8, 4);
         let noise = random(150, 8, 5);
         let b = &a + &noise.mapv(|v| 0.1 * v);
-        let (ga, gb, gn) = (knn(a.view(), 5).unwrap(), knn(b.view(), 5).unwrap(), knn(noise.view(), 5).unwrap());
+        let (ga, gb, gn) = (
+            knn(a.view(), 5).unwrap(),
+            knn(b.view(), 5).unwrap(),
+            knn(noise.view(), 5).unwrap(),
+        );
         let obs = mean(&knn_item_scores(Metric::MutualKnn, &ga, &gb));
         let p = p_value(obs, &permutation_null(Metric::MutualKnn, &ga, &gb, 99, 1));
         assert!((p - 0.01).abs() < 1e-12, "{p}");
@@ -265,12 +293,27 @@ mod tests {
     fn bootstrap_interval_brackets_the_estimate() {
         let a = random(120, 6, 6);
         let b = &a + &random(120, 6, 7).mapv(|v| 0.5 * v);
-        let o = AlignOptions { k: 5, ..Default::default() };
-        for m in [Metric::MutualKnn, Metric::Cka, Metric::UnbiasedCka, Metric::Cknna] {
-            let (pa, pb) = (prepare(m, a.view(), &o).unwrap(), prepare(m, b.view(), &o).unwrap());
+        let o = AlignOptions {
+            k: 5,
+            ..Default::default()
+        };
+        for m in [
+            Metric::MutualKnn,
+            Metric::Cka,
+            Metric::UnbiasedCka,
+            Metric::Cknna,
+        ] {
+            let (pa, pb) = (
+                prepare(m, a.view(), &o).unwrap(),
+                prepare(m, b.view(), &o).unwrap(),
+            );
             let v = score(m, &pa, &pb).unwrap();
-            let ci = bootstrap_alignment(m, &pa, &pb, a.view(), b.view(), &o, 200, 1, 0.95).unwrap();
-            assert!(ci.lo < ci.hi && ci.lo <= v + 0.05 && v - 0.05 <= ci.hi, "{m}: {v} {ci:?}");
+            let ci =
+                bootstrap_alignment(m, &pa, &pb, a.view(), b.view(), &o, 200, 1, 0.95).unwrap();
+            assert!(
+                ci.lo < ci.hi && ci.lo <= v + 0.05 && v - 0.05 <= ci.hi,
+                "{m}: {v} {ci:?}"
+            );
         }
         let ci = bootstrap_anisotropy(a.view(), ZeroNorm::Error, 200, 1, 0.9).unwrap();
         let v = crate::metrics::anisotropy(a.view(), ZeroNorm::Error).unwrap();

@@ -89,7 +89,11 @@ fn top_eigenvectors(g: &Array2<f64>, dim: usize) -> (Array2<f64>, Vec<f64>) {
 pub fn mean_canonical_correlation(ua: &Array2<f64>, ub: &Array2<f64>) -> f64 {
     let m = ua.t().dot(ub);
     let (r, c) = m.dim();
-    let dm = DMatrix::from_row_slice(r, c, m.as_standard_layout().as_slice().expect("standard layout"));
+    let dm = DMatrix::from_row_slice(
+        r,
+        c,
+        m.as_standard_layout().as_slice().expect("standard layout"),
+    );
     let sv = dm.singular_values();
     sv.iter().map(|s| s.min(1.0)).sum::<f64>() / sv.len() as f64
 }

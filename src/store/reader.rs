@@ -45,14 +45,29 @@ impl Store {
         if !path.exists() {
             return Err(GeomError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (expected a geom store, .h5)"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file (expected a geom store, .h5)",
+                ),
             });
         }
         let not_store = |reason: String| GeomError::NotAStore {
             path: path.to_path_buf(),
             reason,
         };
-        let file = hdf5::File::open(path).map_err(|_| not_store("not an HDF5 file".into()))?;
+        // Readers take no file lock: a lock is for writers, and a reader must
+        // not fail because some unrelated process inherited a writer's
+        // descriptor (locks follow descriptors across fork).
+        let file = hdf5::File::with_options()
+            .with_access_plist(|p| p.file_locking(false))
+            .open(path)
+            .map_err(|e| {
+                if is_hdf5_signature(path) {
+                    GeomError::hdf5(path, e)
+                } else {
+                    not_store("not an HDF5 file".into())
+                }
+            })?;
         let version: u32 = file
             .attr("geom_store_version")
             .and_then(|a| a.read_scalar::<u32>())
@@ -74,7 +89,9 @@ impl Store {
             if !file.link_exists(name) {
                 continue;
             }
-            let g = file.group(name).map_err(|e| not_store(format!("'/{name}' is not a group: {e}")))?;
+            let g = file
+                .group(name)
+                .map_err(|e| not_store(format!("'/{name}' is not a group: {e}")))?;
             let ds = g
                 .dataset("hidden")
                 .map_err(|_| not_store(format!("'/{name}' has no 'hidden' dataset")))?;
@@ -192,7 +209,10 @@ impl Store {
     /// Pair ids of the `rows_done` complete rows (row indices when the store has no ids).
     pub fn ids(&self, modality: &str) -> Result<Vec<String>> {
         let info = self.modality(modality)?;
-        let g = self.file.group(modality).map_err(|e| GeomError::hdf5(&self.path, e))?;
+        let g = self
+            .file
+            .group(modality)
+            .map_err(|e| GeomError::hdf5(&self.path, e))?;
         match g.dataset("ids") {
             Ok(ds) => {
                 let v = ds
@@ -203,6 +223,17 @@ impl Store {
             Err(_) => Ok((0..info.rows_done).map(|i| i.to_string()).collect()),
         }
     }
+}
+
+/// True when the file starts with the HDF5 signature (at offset 0; user
+/// blocks are not considered).
+fn is_hdf5_signature(path: &Path) -> bool {
+    use std::io::Read;
+    let mut sig = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut sig))
+        .map(|_| sig == *b"\x89HDF\r\n\x1a\n")
+        .unwrap_or(false)
 }
 
 fn read_str_attr(loc: &hdf5::Location, name: &str) -> String {

@@ -52,7 +52,10 @@ impl StoreWriter {
         for (i, m) in modalities.iter().enumerate() {
             check_modality_name(&m.name)?;
             if modalities[..i].iter().any(|o| o.name == m.name) {
-                return Err(GeomError::invalid(format!("modality '{}' given twice", m.name)));
+                return Err(GeomError::invalid(format!(
+                    "modality '{}' given twice",
+                    m.name
+                )));
             }
             if m.n_layers == 0 || m.n_rows == 0 || m.dim == 0 {
                 return Err(GeomError::invalid(format!(
@@ -155,7 +158,12 @@ impl StoreWriter {
     ///
     /// The rows land at `rows_done .. rows_done + B`; `rows_done` is advanced
     /// (and the file flushed) only after the whole batch is on disk.
-    pub fn append(&mut self, modality: &str, ids: &[String], hidden: ArrayView3<f32>) -> Result<()> {
+    pub fn append(
+        &mut self,
+        modality: &str,
+        ids: &[String],
+        hidden: ArrayView3<f32>,
+    ) -> Result<()> {
         let g = self.group(modality)?;
         let h = |e: hdf5::Error| GeomError::hdf5(&self.path, e);
         let ds = g.dataset("hidden").map_err(h)?;
@@ -177,7 +185,8 @@ impl StoreWriter {
             )));
         }
         let contiguous = hidden.as_standard_layout();
-        ds.write_slice(&contiguous, s![.., start..start + b, ..]).map_err(h)?;
+        ds.write_slice(&contiguous, s![.., start..start + b, ..])
+            .map_err(h)?;
         let id_arr: Array1<VarLenUnicode> = ids.iter().map(|s| to_vlu(s)).collect::<Result<_>>()?;
         g.dataset("ids")
             .and_then(|d| d.write_slice(&id_arr, s![start..start + b]))
@@ -193,14 +202,18 @@ impl StoreWriter {
 
     /// Flushes and closes the store.
     pub fn finish(self) -> Result<()> {
-        self.file.flush().map_err(|e| GeomError::hdf5(&self.path, e))
+        self.file
+            .flush()
+            .map_err(|e| GeomError::hdf5(&self.path, e))
     }
 
     fn group(&self, modality: &str) -> Result<hdf5::Group> {
-        self.file.group(modality).map_err(|_| GeomError::UnknownModality {
-            name: modality.to_string(),
-            available: self.file.member_names().unwrap_or_default().join(", "),
-        })
+        self.file
+            .group(modality)
+            .map_err(|_| GeomError::UnknownModality {
+                name: modality.to_string(),
+                available: self.file.member_names().unwrap_or_default().join(", "),
+            })
     }
 }
 
@@ -222,6 +235,10 @@ pub(crate) fn to_vlu(s: &str) -> Result<VarLenUnicode> {
 }
 
 fn write_str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let v: VarLenUnicode = value.parse().map_err(|e| hdf5::Error::from(format!("{e}")))?;
-    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&v)
+    let v: VarLenUnicode = value
+        .parse()
+        .map_err(|e| hdf5::Error::from(format!("{e}")))?;
+    loc.new_attr::<VarLenUnicode>()
+        .create(name)?
+        .write_scalar(&v)
 }

@@ -1,0 +1,52 @@
+# geom — the two commands of the README:
+#   make demo   build geom and run its main job on the embedded default (no downloads)
+#   make test   run the test suite
+# Both install what is missing on a fresh Debian machine (apt-get, pip) and say so.
+
+SHELL := /bin/bash
+APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config
+CARGO ?= cargo
+GEOM := target/debug/geom
+
+.PHONY: demo test deps pydeps build lint bench fixtures demo-store clean-figures
+
+demo: build
+	$(GEOM) anisotropy --layers all --out figures
+	$(GEOM) kernel-align --layers all --out figures
+
+test: deps pydeps
+	$(CARGO) test
+
+build: deps
+	$(CARGO) build
+
+# System libraries linked by geom: HDF5 (hdf5-metno) and OpenBLAS (ndarray's BLAS).
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "geom: installing missing system packages:$$missing (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# Python packages of the interop test (h5py reads what geom writes).
+pydeps:
+	@python3 -c "import h5py, numpy" 2>/dev/null || { \
+	  echo "geom: installing h5py and numpy for the interop tests (pip, scripts/requirements-test.txt)"; \
+	  python3 -m pip install -q -r scripts/requirements-test.txt; }
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Side-by-side benchmark against the torch reference (see README, "Performance").
+bench: deps
+	bash scripts/bench_all.sh
+
+# Regenerate the committed reference fixtures (needs scripts/requirements.txt).
+fixtures:
+	python3 scripts/gen_metric_fixtures.py
+
+demo-store:
+	python3 scripts/make_demo_store.py
