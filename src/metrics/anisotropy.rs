@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use super::kernels;
 use crate::error::{GeomError, Result};
 
 /// What to do with rows of zero norm, whose cosine is undefined.
@@ -154,7 +155,10 @@ fn from_unit_sum(sum: &Array1<f64>, n: usize) -> f64 {
 fn row_norms(x: ArrayView2<f32>) -> Vec<f64> {
     x.axis_iter(Axis(0))
         .into_par_iter()
-        .map(|r| r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
+        .map(|r| match r.as_slice() {
+            Some(row) => kernels::sq_norm(row, None).sqrt(),
+            None => r.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt(),
+        })
         .collect()
 }
 
@@ -196,29 +200,19 @@ fn sum_unit_rows(
             "anisotropy needs at least 2 rows, got {n}"
         )));
     }
+    let x = x.as_standard_layout();
+    let center: Option<Vec<f64>> = center.map(|c| c.to_vec());
     let starts: Vec<usize> = (0..n).step_by(ROWS_PER_TASK).collect();
     let partials: Vec<Result<(Vec<f64>, usize)>> = starts
         .par_iter()
         .map(|&start| {
             let end = (start + ROWS_PER_TASK).min(n);
             let mut s = vec![0.0f64; d];
-            let mut buf = vec![0.0f64; d];
             let mut kept = 0usize;
             for i in start..end {
                 let row = x.row(i);
-                match center {
-                    Some(c) => {
-                        for ((b, &v), &m) in buf.iter_mut().zip(row.iter()).zip(c.iter()) {
-                            *b = v as f64 - m;
-                        }
-                    }
-                    None => {
-                        for (b, &v) in buf.iter_mut().zip(row.iter()) {
-                            *b = v as f64;
-                        }
-                    }
-                }
-                let sq: f64 = buf.iter().map(|v| v * v).sum();
+                let row = row.as_slice().expect("standard layout rows are contiguous");
+                let sq = kernels::sq_norm(row, center.as_deref());
                 if !sq.is_finite() {
                     return Err(GeomError::invalid(format!(
                         "row {i} has a non-finite value (expected finite embeddings)"
@@ -237,10 +231,7 @@ fn sum_unit_rows(
                     }
                     continue;
                 }
-                let inv = 1.0 / sq.sqrt();
-                for (acc, &b) in s.iter_mut().zip(buf.iter()) {
-                    *acc += b * inv;
-                }
+                kernels::axpy(&mut s, row, center.as_deref(), 1.0 / sq.sqrt());
                 kept += 1;
             }
             Ok((s, kept))

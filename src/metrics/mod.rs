@@ -14,6 +14,7 @@
 pub mod alignment;
 pub mod anisotropy;
 pub mod cka;
+pub mod kernels;
 pub mod knn;
 pub mod modes;
 pub mod prep;

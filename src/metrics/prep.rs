@@ -32,11 +32,14 @@ pub fn l2_normalize(x: ArrayView2<f32>) -> Array2<f32> {
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .for_each(|mut row| {
-            let norm = row
-                .iter()
-                .map(|&v| (v as f64) * (v as f64))
-                .sum::<f64>()
-                .sqrt();
+            let norm = match row.as_slice() {
+                Some(r) => super::kernels::sq_norm(r, None).sqrt(),
+                None => row
+                    .iter()
+                    .map(|&v| (v as f64) * (v as f64))
+                    .sum::<f64>()
+                    .sqrt(),
+            };
             let inv = 1.0 / norm.max(NORMALIZE_EPS);
             row.mapv_inplace(|v| (v as f64 * inv) as f32);
         });
