@@ -6,11 +6,11 @@
 //! `compute_nearest_neighbors` uses `argsort`, whose order among equal values
 //! is unspecified; on inputs without exact ties the two agree).
 //!
-//! The similarity matrix is never materialised: rows are processed in blocks
-//! of `B` against all N columns — one GEMM `[B, D] × [D, N]` through the
-//! system BLAS, then a partial selection per row in parallel (rayon) — so
-//! memory is O(B·N) on top of the input, with `B` chosen to keep the block
-//! near [`BLOCK_BYTES`].
+//! The similarity matrix is never materialised: it is swept in `B × B`
+//! blocks of its upper triangle — one GEMM `[B, D] × [D, B]` through the
+//! system BLAS per block, whose rows and (transposed) columns update the
+//! running top-k of the rows concerned in parallel (rayon) — so memory is
+//! O(B² + N·k) on top of the input, with `B ≤ sqrt(BLOCK_BYTES / 4)`.
 
 use ndarray::{linalg::general_mat_mul, s, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -76,14 +76,23 @@ pub fn check_k(k: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Rows per block for N columns.
+/// Rows (and columns) per block of the symmetric sweep for N rows: small
+/// enough that the upper triangle is most of the work (≥ 8 blocks when N
+/// allows), large enough for an efficient GEMM, and at most [`BLOCK_BYTES`].
 pub fn block_rows(n: usize) -> usize {
-    (BLOCK_BYTES / (4 * n.max(1))).clamp(16, 2048)
+    let cap = ((BLOCK_BYTES / 4) as f64).sqrt() as usize;
+    n.div_ceil(8).clamp(256, cap).min(n.max(1))
 }
 
 /// Exact kNN by inner product, self excluded, ties by lowest index.
 ///
 /// Pass L2-normalised rows for cosine neighbours.
+///
+/// The Gram matrix is symmetric, so only its upper block triangle is
+/// computed: for row blocks `I ≤ J`, one GEMM `S = X_I X_Jᵀ` offers columns
+/// `J` to the rows of `I` and (through `Sᵀ`) columns `I` to the rows of `J`.
+/// That halves the GEMM work of the naive row sweep; each row keeps its
+/// running top-k (O(N·k) state).
 ///
 /// # Shapes
 /// `x`: `[N, D]` → graph of `[N, k]`.
@@ -91,67 +100,109 @@ pub fn knn(x: ArrayView2<f32>, k: usize) -> Result<KnnGraph> {
     let n = x.nrows();
     check_k(k, n)?;
     let x = x.as_standard_layout();
-    let block = block_rows(n).min(n);
-    let mut idx = vec![0u32; n * k];
-    let mut sim = vec![0f32; n * k];
-    let mut sims = Array2::<f32>::zeros((block, n));
-    for start in (0..n).step_by(block) {
-        let end = (start + block).min(n);
-        let rows = end - start;
-        let mut sb = sims.slice_mut(s![..rows, ..]);
-        general_mat_mul(1.0, &x.slice(s![start..end, ..]), &x.t(), 0.0, &mut sb);
-        idx[start * k..end * k]
-            .par_chunks_mut(k)
-            .zip(sim[start * k..end * k].par_chunks_mut(k))
-            .zip(sb.axis_iter(Axis(0)).into_par_iter())
-            .enumerate()
-            .for_each(|(r, ((out_i, out_s), row))| {
-                let row = row.as_slice().expect("block rows are contiguous");
-                select_top_k(row, start + r, out_i, out_s);
-            });
+    let b = block_rows(n);
+    let mut idx = vec![u32::MAX; n * k];
+    let mut sim = vec![f32::NEG_INFINITY; n * k];
+    let mut filled = vec![0usize; n];
+    let mut s_buf = Array2::<f32>::zeros((b, b));
+    let mut t_buf = Array2::<f32>::zeros((b, b));
+    for i0 in (0..n).step_by(b) {
+        let i1 = (i0 + b).min(n);
+        for j0 in (i0..n).step_by(b) {
+            let j1 = (j0 + b).min(n);
+            let mut sb = s_buf.slice_mut(s![..i1 - i0, ..j1 - j0]);
+            general_mat_mul(
+                1.0,
+                &x.slice(s![i0..i1, ..]),
+                &x.slice(s![j0..j1, ..]).t(),
+                0.0,
+                &mut sb,
+            );
+            offer_rows(&mut idx, &mut sim, &mut filled, k, i0, sb.view(), j0);
+            if j0 != i0 {
+                let mut tb = t_buf.slice_mut(s![..j1 - j0, ..i1 - i0]);
+                tb.assign(&sb.t());
+                offer_rows(&mut idx, &mut sim, &mut filled, k, j0, tb.view(), i0);
+            }
+        }
+    }
+    // Rows whose candidates were all NaN (never for finite inputs): fill
+    // the rest deterministically with the lowest unused indices.
+    for (r, &f) in filled.iter().enumerate() {
+        let (ri, rs) = (&mut idx[r * k..(r + 1) * k], &mut sim[r * k..(r + 1) * k]);
+        let mut f = f;
+        let mut j = 0u32;
+        while f < k {
+            if j as usize != r && !ri[..f].contains(&j) {
+                ri[f] = j;
+                rs[f] = f32::NEG_INFINITY;
+                f += 1;
+            }
+            j += 1;
+        }
     }
     Ok(KnnGraph { n, k, idx, sim })
 }
 
-/// Writes the `k = out_idx.len()` largest entries of `row` (excluding
-/// position `skip`) into `out_idx`/`out_sim`, in decreasing order, ties by
-/// lowest index. NaN never ranks above a number.
-fn select_top_k(row: &[f32], skip: usize, out_idx: &mut [u32], out_sim: &mut [f32]) {
+/// Offers row `r` of `block` (columns `col0..`) to the running top-k of row
+/// `row0 + r`, for every row of the block in parallel.
+fn offer_rows(
+    idx: &mut [u32],
+    sim: &mut [f32],
+    filled: &mut [usize],
+    k: usize,
+    row0: usize,
+    block: ndarray::ArrayView2<f32>,
+    col0: usize,
+) {
+    let rows = block.nrows();
+    idx[row0 * k..(row0 + rows) * k]
+        .par_chunks_mut(k)
+        .zip(sim[row0 * k..(row0 + rows) * k].par_chunks_mut(k))
+        .zip(filled[row0..row0 + rows].par_iter_mut())
+        .zip(block.axis_iter(Axis(0)).into_par_iter())
+        .enumerate()
+        .for_each(|(r, (((out_i, out_s), f), vals))| {
+            let vals = vals.as_slice().expect("block rows are contiguous");
+            offer(vals, col0, row0 + r, out_i, out_s, f);
+        });
+}
+
+/// Merges candidates `(col0 + j, vals[j])` into a row's running top-k
+/// (`out_idx`/`out_sim` sorted best first, `filled` entries valid), skipping
+/// column `skip` (the row itself) and NaN. Order: larger value first, then
+/// lower index — whatever order the candidates arrive in.
+fn offer(
+    vals: &[f32],
+    col0: usize,
+    skip: usize,
+    out_idx: &mut [u32],
+    out_sim: &mut [f32],
+    filled: &mut usize,
+) {
     let k = out_idx.len();
-    let mut filled = 0usize;
-    for (j, &v) in row.iter().enumerate() {
+    let better = |v: f32, j: u32, sv: f32, sj: u32| v > sv || (v == sv && j < sj);
+    for (jj, &v) in vals.iter().enumerate() {
+        let j = col0 + jj;
         if j == skip || v.is_nan() {
             continue;
         }
-        if filled == k {
-            // Strictly greater: an equal value at a higher index never displaces.
-            if v <= out_sim[k - 1] {
+        let j = j as u32;
+        if *filled == k {
+            if !better(v, j, out_sim[k - 1], out_idx[k - 1]) {
                 continue;
             }
-            filled -= 1;
+            *filled -= 1;
         }
-        // Insert after all entries >= v (earlier indices win ties).
-        let mut pos = filled;
-        while pos > 0 && out_sim[pos - 1] < v {
+        let mut pos = *filled;
+        while pos > 0 && better(v, j, out_sim[pos - 1], out_idx[pos - 1]) {
             out_sim[pos] = out_sim[pos - 1];
             out_idx[pos] = out_idx[pos - 1];
             pos -= 1;
         }
         out_sim[pos] = v;
-        out_idx[pos] = j as u32;
-        filled += 1;
-    }
-    // Rows made only of NaN (never for finite inputs): fill deterministically.
-    if filled < k {
-        let mut j = 0usize;
-        while filled < k {
-            if j != skip && !out_idx[..filled].contains(&(j as u32)) {
-                out_idx[filled] = j as u32;
-                out_sim[filled] = f32::NEG_INFINITY;
-                filled += 1;
-            }
-            j += 1;
-        }
+        out_idx[pos] = j;
+        *filled += 1;
     }
 }
 
@@ -194,6 +245,26 @@ mod tests {
         assert_eq!(g.row(2), &[1, 3]);
         assert_eq!(g.row(3), &[1, 2]);
         assert_eq!(g.row(0), &[1, 2]);
+    }
+
+    #[test]
+    fn ties_across_blocks_and_all_nan_rows() {
+        // 600 rows → several 256-row blocks; copies of row 5 sit in later blocks.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let mut x = Array2::from_shape_fn((600, 8), |_| rng.random_range(-1.0f32..1.0));
+        let r5 = x.row(5).to_owned();
+        for c in [580usize, 300, 299] {
+            x.row_mut(c).assign(&r5);
+        }
+        let x = crate::metrics::prep::l2_normalize(x.view());
+        let g = knn(x.view(), 4).unwrap();
+        assert_eq!(g.idx, brute(&x, 4));
+        assert_eq!(&g.row(5)[..3], &[299, 300, 580]);
+        assert_eq!(&g.row(580)[..3], &[5, 299, 300]);
+        let mut y = Array2::from_elem((5, 2), f32::NAN);
+        y.row_mut(0).fill(1.0);
+        let g = knn(y.view(), 2).unwrap();
+        assert_eq!(g.row(3), &[0, 1]);
     }
 
     #[test]

@@ -29,7 +29,13 @@ pub fn check_finite(x: ArrayView2<f32>, what: &str) -> Result<()> {
 /// `[N, D]` → `[N, D]`.
 pub fn l2_normalize(x: ArrayView2<f32>) -> Array2<f32> {
     let mut out = x.to_owned();
-    out.axis_iter_mut(Axis(0))
+    l2_normalize_inplace(&mut out);
+    out
+}
+
+/// [`l2_normalize`] in place.
+pub fn l2_normalize_inplace(x: &mut Array2<f32>) {
+    x.axis_iter_mut(Axis(0))
         .into_par_iter()
         .for_each(|mut row| {
             let norm = match row.as_slice() {
@@ -43,7 +49,6 @@ pub fn l2_normalize(x: ArrayView2<f32>) -> Array2<f32> {
             let inv = 1.0 / norm.max(NORMALIZE_EPS);
             row.mapv_inplace(|v| (v as f64 * inv) as f32);
         });
-    out
 }
 
 /// Clamps every entry to `[-t, t]`, with `t` the `q`-quantile of `|x|` over the
@@ -70,15 +75,14 @@ pub fn clamp_quantile(x: ArrayView2<f32>, q: f64) -> Result<Array2<f32>> {
 
 /// Applies the optional clamp, then the optional normalisation.
 pub fn prepare(x: ArrayView2<f32>, clamp_q: Option<f64>, normalize: bool) -> Result<Array2<f32>> {
-    let clamped = match clamp_q {
+    let mut out = match clamp_q {
         Some(q) => clamp_quantile(x, q)?,
         None => x.to_owned(),
     };
-    Ok(if normalize {
-        l2_normalize(clamped.view())
-    } else {
-        clamped
-    })
+    if normalize {
+        l2_normalize_inplace(&mut out);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
