@@ -62,6 +62,20 @@ impl GeomError {
         GeomError::InvalidArgument(msg.into())
     }
 
+    /// Fails with [`GeomError::RowMismatch`] unless the two sides have the same
+    /// number of rows (`a`, `b` name the sides in the message).
+    pub fn check_rows(a: &str, na: usize, b: &str, nb: usize) -> Result<()> {
+        if na == nb {
+            return Ok(());
+        }
+        Err(GeomError::RowMismatch {
+            a: a.to_string(),
+            na,
+            b: b.to_string(),
+            nb,
+        })
+    }
+
     /// Wrap an HDF5 error with the file it happened on.
     pub fn hdf5(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         GeomError::Hdf5 {

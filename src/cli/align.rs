@@ -115,15 +115,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (label, store) in &stores {
         warn_if_synthetic(label, store);
         let (ia, ib) = (store.modality(&args.a)?, store.modality(&args.b)?);
-        if ia.rows_done != ib.rows_done {
-            return Err(GeomError::RowMismatch {
-                a: format!("{}:{}", store.path().display(), args.a),
-                na: ia.rows_done,
-                b: args.b.clone(),
-                nb: ib.rows_done,
-            }
-            .into());
-        }
+        let side_a = format!("{}:{}", store.path().display(), args.a);
+        GeomError::check_rows(&side_a, ia.rows_done, &args.b, ib.rows_done)?;
         if metric.uses_k() {
             crate::metrics::knn::check_k(args.k, ia.rows_done)?;
         }
@@ -170,22 +163,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         .collect(),
                     result,
                 };
-                print_one(
+                let stem = stem(metric, multi, label);
+                let (json, csv) = (report.to_json(), report.to_csv());
+                written.extend(output(
                     &args,
                     multi,
                     label,
+                    &stem,
                     report.to_table(),
-                    report.to_json(),
-                    report.to_csv(),
-                );
-                if let Some(dir) = &args.out {
-                    written.extend(write_results(
-                        dir,
-                        &stem(metric, multi, label),
-                        &report.to_json(),
-                        &report.to_csv(),
-                    )?);
-                }
+                    json,
+                    csv,
+                )?);
                 curves.push(Series {
                     label: label.clone(),
                     layers: report.result.layers.clone(),
@@ -217,17 +205,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     b: args.b.clone(),
                     result,
                 };
-                print_one(
+                let s = stem(metric, multi, label) + "-all-pairs";
+                let (json, csv) = (report.to_json(), report.to_csv());
+                written.extend(output(
                     &args,
                     multi,
                     label,
+                    &s,
                     report.to_table(),
-                    report.to_json(),
-                    report.to_csv(),
-                );
+                    json,
+                    csv,
+                )?);
                 if let Some(dir) = &args.out {
-                    let s = stem(metric, multi, label) + "-all-pairs";
-                    written.extend(write_results(dir, &s, &report.to_json(), &report.to_csv())?);
                     let r = &report.result;
                     let hm = Heatmap {
                         title: format!(
@@ -289,21 +278,28 @@ fn stem(metric: Metric, multi: bool, label: &str) -> String {
     }
 }
 
-fn print_one(
+/// Prints one store's result and, with `--out`, writes `<stem>.json/.csv`.
+fn output(
     args: &Args,
     multi: bool,
     label: &str,
+    stem: &str,
     table: String,
     mut json: serde_json::Value,
     csv: String,
-) {
+) -> anyhow::Result<Vec<PathBuf>> {
     if multi && args.format == Format::Table {
         println!("== {label} ==");
     }
     if multi {
         json["store"] = serde_json::json!(label);
     }
+    let written = match &args.out {
+        Some(dir) => write_results(dir, stem, &json, &csv)?,
+        None => Vec::new(),
+    };
     emit(args.format, table, &json, csv);
+    Ok(written)
 }
 
 fn pretty(metric: Metric) -> &'static str {

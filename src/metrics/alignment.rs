@@ -240,14 +240,7 @@ pub fn prepare(metric: Metric, x: ArrayView2<f32>, opts: &AlignOptions) -> Resul
 
 /// Scores two prepared sides.
 pub fn score(metric: Metric, a: &Prepared, b: &Prepared) -> Result<f64> {
-    if a.n() != b.n() {
-        return Err(GeomError::RowMismatch {
-            a: "a".into(),
-            na: a.n(),
-            b: "b".into(),
-            nb: b.n(),
-        });
-    }
+    GeomError::check_rows("a", a.n(), "b", b.n())?;
     Ok(match (a, b) {
         (Prepared::Knn(ga), Prepared::Knn(gb)) => mean(&knn_item_scores(metric, ga, gb)),
         (Prepared::Centered(k), Prepared::Centered(l)) => cka::cka_centered(k, l),
@@ -272,14 +265,7 @@ pub fn align(
     b: ArrayView2<f32>,
     opts: &AlignOptions,
 ) -> Result<f64> {
-    if a.nrows() != b.nrows() {
-        return Err(GeomError::RowMismatch {
-            a: "a".into(),
-            na: a.nrows(),
-            b: "b".into(),
-            nb: b.nrows(),
-        });
-    }
+    GeomError::check_rows("a", a.nrows(), "b", b.nrows())?;
     let pa = prepare(metric, a, opts)?;
     let pb = prepare(metric, b, opts)?;
     score(metric, &pa, &pb)

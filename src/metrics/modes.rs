@@ -153,14 +153,7 @@ pub fn all_pairs(
         progress(l);
     }
     if let (Some(a), Some(b)) = (prep_a.first(), prep_b.first()) {
-        if a.n() != b.n() {
-            return Err(GeomError::RowMismatch {
-                a: "a".into(),
-                na: a.n(),
-                b: "b".into(),
-                nb: b.n(),
-            });
-        }
+        GeomError::check_rows("a", a.n(), "b", b.n())?;
     }
     let cells: Vec<(usize, usize)> = (0..layers_a.len())
         .flat_map(|i| (0..layers_b.len()).map(move |j| (i, j)))
@@ -189,13 +182,5 @@ pub fn all_pairs(
 }
 
 fn check_rows(a: &Array2<f32>, b: &Array2<f32>) -> Result<()> {
-    if a.nrows() != b.nrows() {
-        return Err(GeomError::RowMismatch {
-            a: "a".into(),
-            na: a.nrows(),
-            b: "b".into(),
-            nb: b.nrows(),
-        });
-    }
-    Ok(())
+    GeomError::check_rows("a", a.nrows(), "b", b.nrows())
 }
