@@ -13,6 +13,7 @@
 //! * [`layers`] — the `--layers` selection language (`all`, `0,5,10`, `0..12`, `-1`).
 //! * [`report`] — tables, JSON and CSV in the documented formats.
 //! * [`plot`] — the paper's layer curves (Figures 1–2) and heatmaps.
+//! * [`model`] — Qwen2.5-VL: configuration and M-RoPE position ids (the Burn modules follow).
 //! * [`cli`] — the `geom` command line.
 
 // Link the system OpenBLAS that ndarray's `blas` feature calls into.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod error;
 pub mod layers;
 pub mod metrics;
+pub mod model;
 pub mod plot;
 pub mod report;
 pub mod store;
