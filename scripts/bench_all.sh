@@ -2,7 +2,7 @@
 # Side-by-side benchmark: geom vs a torch reference of platonic-rep's mutual kNN.
 #
 # Runs, in one go and on the same machine:
-#   * mutual kNN (k = 10) on the N x D grid, geom (`cargo bench --bench scale -- --grid`)
+#   * mutual kNN (k = 10) on the N x D grid, geom (the `scale` bench binary, `--grid` mode)
 #     and torch (scripts/bench_peer.py), interleaved point by point so that
 #     background load affects both sides alike; median of $REPS runs each;
 #   * the raw f32 GEMM rate 4096x2048 . 2048x4096 (geom: ndarray -> system
@@ -26,6 +26,7 @@
 #   PYTHON=python3     interpreter with torch (scripts/requirements.txt)
 #   CARGO_TARGET_DIR   default /tmp/bench-target
 #   BENCH_OUT          default /tmp/bench_results.md
+#   GEOM_REV           label of the measured geom version (default: git HEAD, "+dirty" if src/ differs)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,15 +55,40 @@ echo "bench_all: logs and raw JSON in $WORK" >&2
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 log "building the scale bench (release/bench profile, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-if ! cargo bench --bench scale --no-run >"$WORK/build.log" 2>&1; then
+# Build once and run that executable, so that edits to the sources during the
+# run cannot mix versions of geom within one table.
+if ! cargo bench --bench scale --no-run --message-format=json >"$WORK/build.json" 2>"$WORK/build.log"; then
     cat "$WORK/build.log" >&2
     echo "bench_all: build failed" >&2
     exit 1
 fi
+GEOM_BIN="$("$PYTHON" -c '
+import json, sys
+exe = None
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "scale" and m.get("executable"):
+        exe = m["executable"]
+print(exe or "")
+' "$WORK/build.json")"
+if [[ -z "$GEOM_BIN" || ! -x "$GEOM_BIN" ]]; then
+    echo "bench_all: could not find the scale bench executable (see $WORK/build.json)" >&2
+    exit 1
+fi
+cp "$GEOM_BIN" "$WORK/scale-bench"
+GEOM_BIN="$WORK/scale-bench"
+if [[ -z "${GEOM_REV:-}" ]]; then
+    GEOM_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if ! git diff --quiet HEAD -- src Cargo.toml 2>/dev/null; then GEOM_REV="$GEOM_REV+dirty"; fi
+fi
+log "geom $GEOM_REV: $GEOM_BIN"
 
 # geom ARGS...: run the scale bench binary in the given mode; JSON lines to $RESULTS.
 geom() {
-    if ! cargo bench --bench scale -- "$@" >>"$RESULTS" 2>>"$WORK/geom.err"; then
+    if ! "$GEOM_BIN" --bench "$@" >>"$RESULTS" 2>>"$WORK/geom.err"; then
         log "geom $* failed (see $WORK/geom.err)"
         echo "{\"bench\":\"error\",\"impl\":\"geom\",\"args\":\"$*\"}" >>"$RESULTS"
     fi
@@ -127,11 +153,12 @@ if [[ "$SKIP_SCALE" != "1" ]]; then
     geom --scale
 fi
 
-"$PYTHON" - "$RESULTS" "$QUICK" <<'EOF' | tee "$BENCH_OUT"
+"$PYTHON" - "$RESULTS" "$QUICK" "$GEOM_REV" <<'EOF' | tee "$BENCH_OUT"
 import json, os, platform, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 quick = sys.argv[2] == "1"
+rev = sys.argv[3]
 
 def find(bench, impl=None, **kw):
     out = [r for r in rows if r.get("bench") == bench and (impl is None or r.get("impl") == impl)
@@ -149,7 +176,7 @@ def cpu():
 
 print(f"## geom vs torch reference — mutual kNN (k = 10), float32, CPU")
 print()
-print(f"Machine: {cpu()}, {os.cpu_count()} cores; torch with `set_num_threads(2)`; "
+print(f"geom at `{rev}`. Machine: {cpu()}, {os.cpu_count()} cores; torch with `set_num_threads(2)`; "
       f"medians of the repetitions; {'QUICK run (N = 16384 skipped)' if quick else 'full grid'}.")
 print()
 print("| N | D | geom ms | torch ms | speed-up (torch/geom) | geom peak RSS MB | torch peak RSS MB |")
@@ -197,7 +224,9 @@ if kk:
 for b in [r for r in rows if r.get("bench") == "knn_breakdown"]:
     print(f"| geom `knn` N={b['n']} D={b['d']}: blocked GEMMs alone vs whole kNN "
           f"(block {b['block_rows']} rows) | GEMM {b['gemm_ms']:.0f} ms ({b['gemm_gflops']:.0f} GFLOP/s) of "
-          f"{b['knn_ms']:.0f} ms; selection + rest {b['rest_ms']:.0f} ms ({100 * b['rest_share']:.0f}%) |")
+          f"{b['knn_ms']:.0f} ms; selection + rest {b['rest_ms']:.0f} ms ({100 * b['rest_share']:.0f}%, of which "
+          f"~{b['block_alloc_touch_ms']:.0f} ms first-touch of the fresh block buffer); "
+          f"`align`'s per-side prep (check + copy + normalise) {b['prep_ms']:.0f} ms |")
 sc = find("scale", "geom") or find("scale")
 if sc:
     print(f"| scale: mutual kNN N={sc['n']:,} D={sc['d']} k={sc['k']} (two sides) | "

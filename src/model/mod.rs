@@ -3,6 +3,7 @@
 //! M-RoPE position ids; the Burn modules follow.
 
 pub mod config;
+pub mod load;
 pub mod rope;
 
 pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};

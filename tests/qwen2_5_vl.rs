@@ -1,0 +1,179 @@
+//! Qwen2.5-VL against the reference fixtures of
+//! `scripts/gen_qwen2_5_vl_fixtures.py` (a tiny random-weight model saved by
+//! transformers, and its outputs): configuration, checkpoint loading in both
+//! the single-file and the sharded form, M-RoPE position ids.
+
+use std::path::{Path, PathBuf};
+
+use geom::model::config::Qwen2_5VlConfig;
+use geom::model::load::{Checkpoint, WeightMap};
+use geom::model::rope::{rope_index, VisualGrids};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl")
+}
+
+fn index() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("cases/index.json")).unwrap())
+        .unwrap()
+}
+
+/// An integer tensor of a case file, flattened, with its shape.
+fn ints(file: &Path, key: &str) -> Option<(Vec<i64>, Vec<usize>)> {
+    let bytes = std::fs::read(file).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(key).ok()?;
+    let v = match t.dtype() {
+        Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as i64)
+            .collect(),
+        d => panic!("{key}: unexpected dtype {d:?}"),
+    };
+    Some((v, t.shape().to_vec()))
+}
+
+fn floats(file: &Path, key: &str) -> Option<Vec<f64>> {
+    let bytes = std::fs::read(file).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(key).ok()?;
+    Some(match t.dtype() {
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        d => panic!("{key}: unexpected dtype {d:?}"),
+    })
+}
+
+fn grids(v: Option<(Vec<i64>, Vec<usize>)>) -> Vec<[usize; 3]> {
+    v.map(|(g, _)| {
+        g.chunks(3)
+            .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[test]
+fn fixture_config_parses() {
+    let c = Qwen2_5VlConfig::from_path(&root().join("model")).unwrap();
+    assert_eq!(
+        (
+            c.text.hidden_size,
+            c.text.num_hidden_layers,
+            c.text.num_key_value_heads
+        ),
+        (64, 3, 2)
+    );
+    assert_eq!(c.text.mrope_section, vec![2, 3, 3]);
+    assert!(c.text.tie_word_embeddings);
+    assert_eq!(
+        (
+            c.vision.depth,
+            c.vision.window_size,
+            c.vision.fullatt_block_indexes.clone()
+        ),
+        (4, 56, vec![2])
+    );
+    assert_eq!(c.vision.tokens_per_second, 2.0);
+}
+
+#[test]
+fn single_and_sharded_checkpoints_hold_the_same_tensors() {
+    let a = Checkpoint::open(&root().join("model")).unwrap();
+    let b = Checkpoint::open(&root().join("model_sharded")).unwrap();
+    let ka: Vec<&str> = a.keys().collect();
+    assert_eq!(ka, b.keys().collect::<Vec<_>>());
+    assert!(ka.len() > 50, "{}", ka.len());
+    for k in ka {
+        assert_eq!(a.tensor_f32(k).unwrap(), b.tensor_f32(k).unwrap(), "{k}");
+    }
+}
+
+#[test]
+fn weight_map_lists_every_problem() {
+    let ck = Checkpoint::open(&root().join("model")).unwrap();
+    // Take everything with its true shape: clean.
+    let mut w = WeightMap::new(&ck);
+    let keys: Vec<String> = ck.keys().map(str::to_string).collect();
+    for k in &keys {
+        let s = ck.shape(k).unwrap();
+        assert!(w.take(k, &s).is_some());
+    }
+    w.finish().unwrap();
+    // A wrong shape, a missing tensor, and everything else never asked for.
+    let mut w = WeightMap::new(&ck);
+    assert!(w.take("model.norm.weight", &[65]).is_none());
+    assert!(w
+        .take("model.layers.9.mlp.up_proj.weight", &[128, 64])
+        .is_none());
+    let e = w.finish().unwrap_err().to_string();
+    assert!(e.contains("model.norm.weight: [64] (expected [65])"), "{e}");
+    assert!(
+        e.contains("1 missing: model.layers.9.mlp.up_proj.weight"),
+        "{e}"
+    );
+    assert!(
+        e.contains("unexpected: ") && e.contains("visual.merger.mlp.0.weight"),
+        "{e}"
+    );
+    let e = Checkpoint::open(&root().join("images"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("no model.safetensors"), "{e}");
+}
+
+#[test]
+fn rope_index_matches_get_rope_index_on_every_case() {
+    let cfg = Qwen2_5VlConfig::from_path(&root().join("model")).unwrap();
+    let idx = index();
+    let cases = idx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for c in cases {
+        let file = root().join(c["file"].as_str().unwrap());
+        let name = c["name"].as_str().unwrap();
+        let (ids, shape) = ints(&file, "input_ids").unwrap();
+        let (b, t) = (shape[0], shape[1]);
+        let rows: Vec<Vec<u32>> = ids
+            .chunks(t)
+            .map(|r| r.iter().map(|&x| x as u32).collect())
+            .collect();
+        let mask: Option<Vec<Vec<u8>>> = ints(&file, "attention_mask").map(|(m, _)| {
+            m.chunks(t)
+                .map(|r| r.iter().map(|&x| x as u8).collect())
+                .collect()
+        });
+        let g = VisualGrids {
+            image: grids(ints(&file, "image_grid_thw")),
+            video: grids(ints(&file, "video_grid_thw")),
+            second_per_grid_ts: floats(&file, "second_per_grid_ts").unwrap_or_default(),
+        };
+        let (pos, deltas) =
+            rope_index(&cfg, &rows, mask.as_deref(), &g).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (want, wshape) = ints(&file, "position_ids").unwrap();
+        assert_eq!(wshape, vec![3, b, t], "{name}");
+        assert_eq!(
+            pos.iter().copied().collect::<Vec<_>>(),
+            want,
+            "{name}: position ids"
+        );
+        let (wd, _) = ints(&file, "rope_deltas").unwrap();
+        assert_eq!(deltas, wd, "{name}: rope deltas");
+    }
+}
