@@ -57,7 +57,7 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 log "building the scale bench (release/bench profile, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 # Build once and run that executable, so that edits to the sources during the
 # run cannot mix versions of geom within one table.
-if ! cargo bench --bench scale --no-run --message-format=json >"$WORK/build.json" 2>"$WORK/build.log"; then
+if ! cargo bench --no-default-features --bench scale --no-run --message-format=json >"$WORK/build.json" 2>"$WORK/build.log"; then
     cat "$WORK/build.log" >&2
     echo "bench_all: build failed" >&2
     exit 1

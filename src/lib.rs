@@ -13,7 +13,8 @@
 //! * [`layers`] — the `--layers` selection language (`all`, `0,5,10`, `0..12`, `-1`).
 //! * [`report`] — tables, JSON and CSV in the documented formats.
 //! * [`plot`] — the paper's layer curves (Figures 1–2) and heatmaps.
-//! * [`model`] — Qwen2.5-VL: configuration and M-RoPE position ids (the Burn modules follow).
+//! * [`model`] — Qwen2.5-VL in Burn: configuration, checkpoint loading, M-RoPE,
+//!   the language decoder with hook-point captures (cargo feature `model`, on by default).
 //! * [`cli`] — the `geom` command line.
 
 // Link the system OpenBLAS that ndarray's `blas` feature calls into.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod error;
 pub mod layers;
 pub mod metrics;
+#[cfg(feature = "model")]
 pub mod model;
 pub mod plot;
 pub mod report;

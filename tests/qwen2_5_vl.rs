@@ -177,3 +177,82 @@ fn rope_index_matches_get_rope_index_on_every_case() {
         assert_eq!(deltas, wd, "{name}: rope deltas");
     }
 }
+
+/// Every hidden state of the text cases (single prompts and a left-padded
+/// batch) within 1e-4 of transformers, at the real (unpadded) positions;
+/// pooled last-token and mean vectors likewise.
+#[test]
+fn text_decoder_hidden_states_match_transformers() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use geom::model::{load_text_decoder, pool, CaptureSpec, Cpu, Pooling};
+
+    let device = Default::default();
+    let (cfg, model) = load_text_decoder::<Cpu>(&root().join("model"), &device).unwrap();
+    let idx = index();
+    let mut checked = 0;
+    for c in idx["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        if !(name.starts_with("text_") || name == "batch_text") {
+            continue;
+        }
+        let file = root().join(c["file"].as_str().unwrap());
+        let (ids, shape) = ints(&file, "input_ids").unwrap();
+        let (b, t) = (shape[0], shape[1]);
+        let rows: Vec<Vec<u32>> = ids
+            .chunks(t)
+            .map(|r| r.iter().map(|&x| x as u32).collect())
+            .collect();
+        let mask: Vec<Vec<u8>> = ints(&file, "attention_mask")
+            .unwrap()
+            .0
+            .chunks(t)
+            .map(|r| r.iter().map(|&x| x as u8).collect())
+            .collect();
+        let (pos, _) = rope_index(&cfg, &rows, Some(&mask), &VisualGrids::default()).unwrap();
+        let id_tensor = Tensor::<Cpu, 2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&x| x as i32).collect::<Vec<_>>(), [b, t]),
+            &device,
+        );
+        let spec = CaptureSpec::hidden_states(cfg.text.num_hidden_layers);
+        let out = model.forward(model.embed(id_tensor), &pos, Some(&mask), &spec);
+        let want = floats(&file, "hidden_states").unwrap();
+        let h = cfg.text.hidden_size;
+        assert_eq!(out.captures.len(), cfg.text.num_hidden_layers + 1);
+        for (l, (point, state)) in out.captures.iter().enumerate() {
+            let got: Vec<f32> = state.clone().into_data().to_vec().unwrap();
+            let mut max_err = 0f64;
+            for bi in 0..b {
+                for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
+                    for d in 0..h {
+                        let g = got[(bi * t + ti) * h + d] as f64;
+                        let w = want[((l * b + bi) * t + ti) * h + d];
+                        max_err = max_err.max((g - w).abs());
+                    }
+                }
+            }
+            eprintln!("{name}: {point} max |geom - transformers| = {max_err:.2e}");
+            assert!(max_err < 1e-4, "{name}: {point} differs by {max_err:e}");
+        }
+        // Pooling on the final state.
+        let last: Vec<f32> = out.last_hidden_state.into_data().to_vec().unwrap();
+        for (key, pooling) in [
+            ("pooled_last_token", Pooling::LastToken),
+            ("pooled_mean", Pooling::Mean),
+        ] {
+            let pooled = pool(&last, [b, t, h], Some(&mask), pooling).unwrap();
+            let want = floats(&file, key).unwrap();
+            let l = cfg.text.num_hidden_layers; // index of the final state in [L+1, B, H]
+            for bi in 0..b {
+                for d in 0..h {
+                    let err = (pooled[bi][d] as f64 - want[(l * b + bi) * h + d]).abs();
+                    assert!(
+                        err < 1e-4,
+                        "{name}: {key} sample {bi} dim {d} differs by {err:e}"
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} text cases");
+}

@@ -157,6 +157,7 @@ pub fn canonical_key(name: &str) -> String {
 /// error can list every problem at once.
 pub struct WeightMap<'a> {
     ckpt: &'a Checkpoint,
+    skipped: Vec<String>,
     taken: BTreeSet<String>,
     missing: Vec<String>,
     misshapen: Vec<String>,
@@ -167,10 +168,17 @@ impl<'a> WeightMap<'a> {
     pub fn new(ckpt: &'a Checkpoint) -> Self {
         Self {
             ckpt,
+            skipped: Vec::new(),
             taken: BTreeSet::new(),
             missing: Vec::new(),
             misshapen: Vec::new(),
         }
+    }
+
+    /// Declares every tensor under `prefix` deliberately unused (e.g.
+    /// `visual.` when only the language decoder is built).
+    pub fn skip_prefix(&mut self, prefix: &str) {
+        self.skipped.push(prefix.to_string());
     }
 
     /// The tensor `key` as f32 if it exists with shape `shape`; otherwise
@@ -204,6 +212,7 @@ impl<'a> WeightMap<'a> {
             .ckpt
             .keys()
             .filter(|k| !self.taken.contains(*k) && !UNUSED_KEYS.contains(k))
+            .filter(|k| !self.skipped.iter().any(|p| k.starts_with(p.as_str())))
             .collect();
         if self.missing.is_empty() && self.misshapen.is_empty() && unexpected.is_empty() {
             return Ok(());

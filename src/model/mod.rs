@@ -1,9 +1,101 @@
-//! Model reimplementations (Qwen2.5-VL first). This version holds the
-//! pieces that need no tensor backend: the checkpoint configuration and the
-//! M-RoPE position ids; the Burn modules follow.
+//! Model reimplementations in Burn, generic over the backend (Qwen2.5-VL first).
+//!
+//! * [`config`] — `config.json` in both layouts found in the wild;
+//! * [`load`] — safetensors checkpoints (single or sharded), dtype conversion, key layouts;
+//! * [`rope`] — M-RoPE position ids (`get_rope_index`);
+//! * [`text`] — the Qwen2 language decoder;
+//! * [`capture`] — hook points, capture specs, pooling.
+//!
+//! The vision tower and the input pipeline (tokenizer, chat template, image
+//! preprocessing) come next; until then the decoder runs on text prompts
+//! given as token ids.
 
+pub mod capture;
 pub mod config;
 pub mod load;
 pub mod rope;
+pub mod text;
 
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+
+pub use capture::{CaptureSpec, HookPoint, Pooling};
 pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
+
+use crate::error::{GeomError, Result};
+
+/// The default CPU backend.
+pub type Cpu = burn::backend::Flex;
+
+/// Loads the language decoder of a Qwen2.5-VL checkpoint folder; the vision
+/// tower's tensors (`visual.*`) are skipped on purpose, every other tensor
+/// must be present with the configured shape.
+pub fn load_text_decoder<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(Qwen2_5VlConfig, text::TextModel<B>)> {
+    let cfg = Qwen2_5VlConfig::from_path(dir)?;
+    let ckpt = load::Checkpoint::open(dir)?;
+    let mut w = load::WeightMap::new(&ckpt);
+    w.skip_prefix("visual.");
+    let model = text::TextModel::load(&mut w, &cfg.text, device);
+    w.finish()?;
+    Ok((cfg, model))
+}
+
+/// Pools `[B, T, H]` token states into `[B, H]` vectors.
+///
+/// `mask` marks real tokens (1) and padding (0); `None` = no padding.
+pub fn pool(
+    states: &[f32],
+    dims: [usize; 3],
+    mask: Option<&[Vec<u8>]>,
+    pooling: Pooling,
+) -> Result<Vec<Vec<f32>>> {
+    let [b, t, h] = dims;
+    if states.len() != b * t * h {
+        return Err(GeomError::invalid(format!(
+            "pool: {} values for shape [{b}, {t}, {h}]",
+            states.len()
+        )));
+    }
+    let real = |bi: usize| -> Vec<usize> {
+        (0..t)
+            .filter(|&j| mask.is_none_or(|m| m[bi][j] != 0))
+            .collect()
+    };
+    (0..b)
+        .map(|bi| {
+            let idx = real(bi);
+            if idx.is_empty() {
+                return Err(GeomError::invalid(format!(
+                    "pool: sample {bi} has no real token"
+                )));
+            }
+            let row = |j: usize| &states[(bi * t + j) * h..(bi * t + j + 1) * h];
+            Ok(match pooling {
+                Pooling::LastToken => row(*idx.last().expect("non-empty")).to_vec(),
+                Pooling::Position(p) => {
+                    let n = idx.len() as i64;
+                    let k = if p < 0 { n + p } else { p };
+                    if !(0..n).contains(&k) {
+                        return Err(GeomError::invalid(format!(
+                            "pool: position {p} is outside the {n} tokens of sample {bi}"
+                        )));
+                    }
+                    row(idx[k as usize]).to_vec()
+                }
+                Pooling::Mean => {
+                    let mut acc = vec![0f64; h];
+                    for &j in &idx {
+                        for (a, &v) in acc.iter_mut().zip(row(j)) {
+                            *a += v as f64;
+                        }
+                    }
+                    acc.iter().map(|a| (a / idx.len() as f64) as f32).collect()
+                }
+            })
+        })
+        .collect()
+}

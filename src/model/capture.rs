@@ -1,0 +1,134 @@
+//! Hook points, capture specs and pooling.
+//!
+//! A [`CaptureSpec`] names the hook points whose activations the one
+//! `forward` should return beside its output; an empty spec costs nothing.
+//! Hook points print and parse with readable names:
+//!
+//! | hook point | name | what |
+//! |---|---|---|
+//! | `Embeddings` | `embeddings` | token embeddings (images/videos scattered in) |
+//! | `ResidPost(i)` | `layers.{i}.resid_post` | output of decoder layer i (before any final norm) |
+//! | `FinalNorm` | `norm` | output of the final RMSNorm |
+//!
+//! [`CaptureSpec::hidden_states`] reproduces transformers'
+//! `output_hidden_states=True`: L+1 states — the embeddings, the outputs of
+//! layers 0..L−2, and the final norm applied to the last layer's output
+//! (`layers.{L-1}.resid_post` is the same state *before* that norm).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::GeomError;
+
+/// A place in the model whose activation can be captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HookPoint {
+    /// Input embeddings of the decoder.
+    Embeddings,
+    /// Residual stream after decoder layer `i`.
+    ResidPost(usize),
+    /// After the final RMSNorm.
+    FinalNorm,
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HookPoint::Embeddings => f.write_str("embeddings"),
+            HookPoint::ResidPost(i) => write!(f, "layers.{i}.resid_post"),
+            HookPoint::FinalNorm => f.write_str("norm"),
+        }
+    }
+}
+
+impl FromStr for HookPoint {
+    type Err = GeomError;
+    fn from_str(s: &str) -> Result<Self, GeomError> {
+        let bad = || {
+            GeomError::invalid(format!(
+                "unknown hook point '{s}' (expected embeddings, layers.N.resid_post or norm)"
+            ))
+        };
+        match s {
+            "embeddings" => Ok(HookPoint::Embeddings),
+            "norm" => Ok(HookPoint::FinalNorm),
+            _ => {
+                let rest = s
+                    .strip_prefix("layers.")
+                    .and_then(|r| r.strip_suffix(".resid_post"))
+                    .ok_or_else(bad)?;
+                rest.parse().map(HookPoint::ResidPost).map_err(|_| bad())
+            }
+        }
+    }
+}
+
+/// Which hook points to capture, in output order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureSpec {
+    /// The points, in the order the captures are returned.
+    pub points: Vec<HookPoint>,
+}
+
+impl CaptureSpec {
+    /// Capture nothing.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// transformers' `output_hidden_states` for a decoder of `n_layers` layers.
+    pub fn hidden_states(n_layers: usize) -> Self {
+        let mut points = vec![HookPoint::Embeddings];
+        points.extend((0..n_layers.saturating_sub(1)).map(HookPoint::ResidPost));
+        points.push(HookPoint::FinalNorm);
+        Self { points }
+    }
+
+    /// Whether `p` is captured.
+    pub fn wants(&self, p: HookPoint) -> bool {
+        self.points.contains(&p)
+    }
+
+    /// True when nothing is captured.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+/// How a sequence of token states becomes one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The state of the last real token (correct under left or right padding).
+    LastToken,
+    /// Mean over real tokens (attention mask 1).
+    Mean,
+    /// The state at a given position of the unpadded sequence (negative from the end).
+    Position(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in [
+            HookPoint::Embeddings,
+            HookPoint::ResidPost(7),
+            HookPoint::FinalNorm,
+        ] {
+            assert_eq!(p.to_string().parse::<HookPoint>().unwrap(), p);
+        }
+        assert!("layers.x.resid_post".parse::<HookPoint>().is_err());
+        let hs = CaptureSpec::hidden_states(3);
+        assert_eq!(
+            hs.points,
+            vec![
+                HookPoint::Embeddings,
+                HookPoint::ResidPost(0),
+                HookPoint::ResidPost(1),
+                HookPoint::FinalNorm
+            ]
+        );
+    }
+}
