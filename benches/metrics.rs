@@ -179,14 +179,12 @@ fn bench_mutual_knn(c: &mut Criterion, s: &Sizes) {
         for &n in &s.knn_ns {
             let a = randn(n, d, 10 + n as u64 + d as u64);
             let b = randn(n, d, 20 + n as u64 + d as u64);
-            // One align costs 4·N²·D flops; keep the large sizes' wall time bounded.
-            let (warm, meas) = match n {
-                ..=1024 => (1, 3),
-                ..=4096 => (1, 10),
-                _ => (1, 60),
-            };
-            g.warm_up_time(Duration::from_secs(warm))
-                .measurement_time(Duration::from_secs(meas))
+            // One align costs 4·N²·D flops: budget ~10 flat samples of one
+            // iteration each at a conservative 100 GFLOP/s, so that criterion
+            // neither stretches nor warns much.
+            let est = 4.0 * (n * n * d) as f64 / 100e9;
+            g.warm_up_time(Duration::from_secs_f64(est.clamp(0.5, 3.0)))
+                .measurement_time(Duration::from_secs_f64((10.5 * est).max(3.0)))
                 .throughput(Throughput::Elements(n as u64));
             let id = format!("{n}/{d}");
             g.bench_function(BenchmarkId::from_parameter(&id), |bch| {
@@ -212,9 +210,10 @@ fn bench_anisotropy(c: &mut Criterion, s: &Sizes) {
     x.mapv_inplace(|v| v + 0.5);
     let id = format!("{}x{}x{}", s.layers, s.rows, s.dim);
     let mut g = c.benchmark_group("anisotropy");
-    g.sample_size(20)
+    g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
+        .sampling_mode(SamplingMode::Flat)
         .throughput(Throughput::Bytes((x.len() * 4) as u64));
     g.bench_function(BenchmarkId::from_parameter(&id), |bch| {
         bch.iter_custom(|iters| {
@@ -261,13 +260,21 @@ fn print_summary(s: &Sizes) {
         );
     }
     if let Some(t) = median_of(&format!("anisotropy/{}x{}x{}", s.layers, s.rows, s.dim)) {
+        let target = if (s.layers, s.rows, s.dim) == (37, 1000, 3584) {
+            if t < 0.05 {
+                " (target < 50 ms: met)"
+            } else {
+                " (target < 50 ms: NOT met)"
+            }
+        } else {
+            ""
+        };
         println!(
-            "SUMMARY anisotropy {} layers x {} x {}: {:.1} ms for all layers (target < 50 ms: {})",
+            "SUMMARY anisotropy {} layers x {} x {}: {:.1} ms for all layers{target}",
             s.layers,
             s.rows,
             s.dim,
-            t * 1e3,
-            if t < 0.05 { "met" } else { "NOT met" }
+            t * 1e3
         );
     }
     for &d in &s.knn_ds {

@@ -13,7 +13,8 @@
 //!   top-k selection), with the kNN's fraction of the GEMM rate.
 //! * `--anisotropy` `anisotropy` over every layer of a `[37, 1000, 3584]` array.
 //! * `--breakdown` where one side's `knn` spends its time: the blocked GEMMs
-//!   alone (same block size as `knn`) vs the whole `knn`.
+//!   alone (same block size as `knn`) vs the whole `knn`; plus the per-side
+//!   preparation `align` does first (finiteness check, copy, normalisation).
 //!
 //! Options: `--n 1024,4096` and `--d 2048` (comma lists) override the sizes of
 //! `--grid`, `--breakdown` and `--scale`; `--k 10`; `--reps 3`.
@@ -280,14 +281,35 @@ fn run_breakdown(args: &Args) {
                 black_box(&sims);
             };
             gemm_only();
-            let g = median(time_runs(args.reps, &mut gemm_only));
             black_box(knn(x.view(), args.k).unwrap());
-            let t = median(time_runs(args.reps, || {
-                black_box(knn(x.view(), args.k).unwrap());
+            // Interleaved, so that background load hits both alike.
+            let (mut gs, mut ts) = (Vec::new(), Vec::new());
+            for _ in 0..args.reps {
+                gs.extend(time_runs(1, &mut gemm_only));
+                ts.extend(time_runs(1, || {
+                    black_box(knn(x.view(), args.k).unwrap());
+                }));
+            }
+            let (g, t) = (median(gs), median(ts));
+            // `knn` allocates its [block, N] buffer on every call: first-touch
+            // page faults are part of its "rest".
+            let alloc = median(time_runs(args.reps, || {
+                let mut b = Array2::<f32>::zeros((block, n));
+                b.fill(1.0);
+                black_box(&b);
+            }));
+            // What `align` does to each side before its kNN: finiteness check,
+            // copy, L2 normalisation.
+            let raw = randn(n, d, 8);
+            let p = median(time_runs(args.reps, || {
+                geom::metrics::prep::check_finite(raw.view(), "x").unwrap();
+                black_box(geom::metrics::prep::prepare(raw.view(), None, true).unwrap());
             }));
             println!(
-                "{{\"bench\":\"knn_breakdown\",\"impl\":\"geom\",\"n\":{n},\"d\":{d},\"k\":{},\"block_rows\":{block},\"knn_ms\":{:.2},\"gemm_ms\":{:.2},\"rest_ms\":{:.2},\"rest_share\":{:.3},\"gemm_gflops\":{:.1}}}",
+                "{{\"bench\":\"knn_breakdown\",\"impl\":\"geom\",\"n\":{n},\"d\":{d},\"k\":{},\"block_rows\":{block},\"block_alloc_touch_ms\":{:.2},\"prep_ms\":{:.2},\"knn_ms\":{:.2},\"gemm_ms\":{:.2},\"rest_ms\":{:.2},\"rest_share\":{:.3},\"gemm_gflops\":{:.1}}}",
                 args.k,
+                alloc * 1e3,
+                p * 1e3,
                 t * 1e3,
                 g * 1e3,
                 (t - g) * 1e3,
