@@ -15,6 +15,12 @@ use crate::error::{GeomError, Result};
 /// Resolves a `--layers` specification against a model with `n_layers` hidden states.
 ///
 /// Returns the selected layer indices (each in `0..n_layers`).
+///
+/// ```
+/// use geom::layers::parse_layers;
+/// assert_eq!(parse_layers("0,4..6,-1", 37).unwrap(), vec![0, 4, 5, 36]);
+/// assert!(parse_layers("37", 37).is_err());
+/// ```
 pub fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
     let spec_trim = spec.trim();
     let bad = |reason: &str| GeomError::InvalidLayerSpec {

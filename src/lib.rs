@@ -17,6 +17,21 @@
 //!   the language decoder with hook-point captures (cargo feature `model`, on by default).
 //! * [`cli`] — the `geom` command line.
 
+//! ```
+//! use geom::metrics::{align, anisotropy, AlignOptions, Metric, ZeroNorm};
+//! use ndarray::array;
+//!
+//! // Four images and their captions, embedded (rows are pairs).
+//! let img = array![[1.0f32, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]];
+//! let txt = array![[0.8f32, 0.2], [1.0, 0.0], [0.2, 0.8], [0.0, 1.0]];
+//! let a = anisotropy(img.view(), ZeroNorm::Error)?;
+//! assert!(a > 0.0 && a < 1.0);
+//! // Every image's nearest neighbour is its caption's nearest neighbour.
+//! let opts = AlignOptions { k: 1, ..Default::default() };
+//! assert_eq!(align(Metric::MutualKnn, img.view(), txt.view(), &opts)?, 1.0);
+//! # Ok::<(), geom::GeomError>(())
+//! ```
+
 // Link the system OpenBLAS that ndarray's `blas` feature calls into.
 extern crate blas_src;
 
