@@ -60,6 +60,36 @@ fn floats(file: &Path, key: &str) -> Option<Vec<f64>> {
     })
 }
 
+/// The token ids and attention mask of a case.
+struct Tokens {
+    b: usize,
+    t: usize,
+    ids: Vec<i64>,
+    rows: Vec<Vec<u32>>,
+    mask: Option<Vec<Vec<u8>>>,
+}
+
+fn tokens(file: &Path) -> Tokens {
+    let (ids, shape) = ints(file, "input_ids").unwrap();
+    let (b, t) = (shape[0], shape[1]);
+    let rows = ids
+        .chunks(t)
+        .map(|r| r.iter().map(|&x| x as u32).collect())
+        .collect();
+    let mask = ints(file, "attention_mask").map(|(m, _)| {
+        m.chunks(t)
+            .map(|r| r.iter().map(|&x| x as u8).collect())
+            .collect()
+    });
+    Tokens {
+        b,
+        t,
+        ids,
+        rows,
+        mask,
+    }
+}
+
 fn grids(v: Option<(Vec<i64>, Vec<usize>)>) -> Vec<[usize; 3]> {
     v.map(|(g, _)| {
         g.chunks(3)
@@ -148,17 +178,9 @@ fn rope_index_matches_get_rope_index_on_every_case() {
     for c in cases {
         let file = root().join(c["file"].as_str().unwrap());
         let name = c["name"].as_str().unwrap();
-        let (ids, shape) = ints(&file, "input_ids").unwrap();
-        let (b, t) = (shape[0], shape[1]);
-        let rows: Vec<Vec<u32>> = ids
-            .chunks(t)
-            .map(|r| r.iter().map(|&x| x as u32).collect())
-            .collect();
-        let mask: Option<Vec<Vec<u8>>> = ints(&file, "attention_mask").map(|(m, _)| {
-            m.chunks(t)
-                .map(|r| r.iter().map(|&x| x as u8).collect())
-                .collect()
-        });
+        let Tokens {
+            b, t, rows, mask, ..
+        } = tokens(&file);
         let g = VisualGrids {
             image: grids(ints(&file, "image_grid_thw")),
             video: grids(ints(&file, "video_grid_thw")),
@@ -196,18 +218,14 @@ fn text_decoder_hidden_states_match_transformers() {
             continue;
         }
         let file = root().join(c["file"].as_str().unwrap());
-        let (ids, shape) = ints(&file, "input_ids").unwrap();
-        let (b, t) = (shape[0], shape[1]);
-        let rows: Vec<Vec<u32>> = ids
-            .chunks(t)
-            .map(|r| r.iter().map(|&x| x as u32).collect())
-            .collect();
-        let mask: Vec<Vec<u8>> = ints(&file, "attention_mask")
-            .unwrap()
-            .0
-            .chunks(t)
-            .map(|r| r.iter().map(|&x| x as u8).collect())
-            .collect();
+        let Tokens {
+            b,
+            t,
+            ids,
+            rows,
+            mask,
+        } = tokens(&file);
+        let mask = mask.expect("text cases have an attention mask");
         let (pos, _) = rope_index(&cfg, &rows, Some(&mask), &VisualGrids::default()).unwrap();
         let id_tensor = Tensor::<Cpu, 2, Int>::from_data(
             TensorData::new(ids.iter().map(|&x| x as i32).collect::<Vec<_>>(), [b, t]),

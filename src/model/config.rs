@@ -141,8 +141,7 @@ impl Qwen2_5VlConfig {
         let mrope_section = rope
             .and_then(|r| r.get("mrope_section"))
             .and_then(|m| m.as_array())
-            .map(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect::<Option<Vec<_>>>())
-            .flatten()
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect::<Option<Vec<_>>>())
             .ok_or_else(|| GeomError::invalid("no mrope_section (expected rope_scaling.mrope_section or rope_parameters.mrope_section)"))?;
         let rope_theta = rope
             .and_then(|r| r.get("rope_theta"))
