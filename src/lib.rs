@@ -37,6 +37,8 @@ extern crate blas_src;
 
 pub mod cli;
 pub mod error;
+#[cfg(feature = "model")]
+pub mod input;
 pub mod layers;
 pub mod metrics;
 #[cfg(feature = "model")]

@@ -274,3 +274,91 @@ fn text_decoder_hidden_states_match_transformers() {
     }
     assert!(checked >= 4, "{checked} text cases");
 }
+
+/// The checkpoint's chat template renders LCO-Emb's prompts exactly as the
+/// transformers processor did, and tokenizing them (with each image/video
+/// placeholder expanded to one token per merged patch) gives its input ids.
+#[test]
+fn chat_template_and_tokenizer_match_the_processor() {
+    use geom::input::chat::ChatTemplate;
+    use geom::input::prompt::{image_messages, text_messages, video_messages};
+    use geom::input::tokenizer::{expand_placeholders, Tokenizer};
+
+    let idx = index();
+    let tok = Tokenizer::from_dir(&root().join("model")).unwrap();
+    // Tokenizer alone, on the generator's probe strings.
+    for probe in idx["tokenizer_checks"].as_array().unwrap() {
+        let want: Vec<u32> = probe["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            tok.encode(probe["text"].as_str().unwrap()).unwrap(),
+            want,
+            "{}",
+            probe["text"]
+        );
+    }
+    for dir in ["model", "model_sharded"] {
+        // chat_template.jinja in one folder, chat_template.json in the other.
+        let tmpl = ChatTemplate::from_dir(&root().join(dir)).unwrap();
+        for c in idx["cases"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            let file = root().join(c["file"].as_str().unwrap());
+            let Tokens { t, rows, mask, .. } = tokens(&file);
+            let image_grids = grids(ints(&file, "image_grid_thw"));
+            let video_grids = grids(ints(&file, "video_grid_thw"));
+            let (mut next_image, mut next_video) = (0usize, 0usize);
+            for (i, msgs) in c["messages"].as_array().unwrap().iter().enumerate() {
+                let prompt = tmpl.render(msgs, true).unwrap();
+                assert_eq!(
+                    prompt,
+                    c["prompts"][i].as_str().unwrap(),
+                    "{dir}/{name}: rendered prompt"
+                );
+                // geom's own LCO prompt builders give the same messages.
+                let content = msgs[0]["content"].as_array().unwrap();
+                let n_img = content.iter().filter(|x| x["type"] == "image").count();
+                let n_vid = content.iter().filter(|x| x["type"] == "video").count();
+                let ours = if n_vid > 0 {
+                    video_messages()
+                } else if n_img > 0 {
+                    image_messages(n_img)
+                } else {
+                    let text = content[0]["text"].as_str().unwrap();
+                    text_messages(
+                        text.strip_suffix("\nSummarize the above text in one word:")
+                            .unwrap(),
+                    )
+                };
+                assert_eq!(
+                    tmpl.render(&ours, true).unwrap(),
+                    prompt,
+                    "{name}: LCO prompt builders"
+                );
+                // Placeholder expansion and tokenization.
+                let per = |g: &[usize; 3]| g[0] * g[1] * g[2] / 4;
+                let imgs: Vec<usize> = image_grids[next_image..next_image + n_img]
+                    .iter()
+                    .map(per)
+                    .collect();
+                let vids: Vec<usize> = video_grids[next_video..next_video + n_vid]
+                    .iter()
+                    .map(per)
+                    .collect();
+                next_image += n_img;
+                next_video += n_vid;
+                let expanded = expand_placeholders(&prompt, "<|image_pad|>", &imgs).unwrap();
+                let expanded = expand_placeholders(&expanded, "<|video_pad|>", &vids).unwrap();
+                let ids = tok.encode(&expanded).unwrap();
+                let want: Vec<u32> = (0..t)
+                    .filter(|&j| mask.as_ref().is_none_or(|m| m[i][j] == 1))
+                    .map(|j| rows[i][j])
+                    .collect();
+                assert_eq!(ids, want, "{dir}/{name}: input ids of sample {i}");
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Model inputs: the checkpoint's tokenizer and chat template, and LCO-Emb's
+//! embedding prompts.
+//!
+//! * [`tokenizer`] — `tokenizer.json` through the `tokenizers` crate, and the
+//!   expansion of each `<|image_pad|>` / `<|video_pad|>` into one placeholder
+//!   per merged patch, as the Qwen2.5-VL processor does;
+//! * [`chat`] — the checkpoint's own Jinja chat template rendered with
+//!   minijinja (never a hand-written copy);
+//! * [`prompt`] — LCO-Emb's prompts as chat messages.
+//!
+//! Image and video preprocessing come next.
+
+pub mod chat;
+pub mod prompt;
+pub mod tokenizer;
