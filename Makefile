@@ -8,7 +8,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config
 CARGO ?= cargo
 GEOM := target/debug/geom
 
-.PHONY: demo test deps pydeps build lint bench fixtures demo-store clean-figures
+.PHONY: demo test deps pydeps build lint bench fixtures demo-store check-cuda
 
 demo: build
 	$(GEOM) anisotropy --layers all --out figures
@@ -35,6 +35,10 @@ pydeps:
 	@python3 -c "import h5py, numpy" 2>/dev/null || { \
 	  echo "geom: installing h5py and numpy for the interop tests (pip, scripts/requirements-test.txt)"; \
 	  python3 -m pip install -q -r scripts/requirements-test.txt; }
+
+# The CUDA build compiles without a GPU (CI runs this).
+check-cuda: deps
+	$(CARGO) check --features cuda
 
 lint: deps
 	$(CARGO) fmt --check
