@@ -21,7 +21,7 @@ pub enum Variant {
     Exact,
     /// Exact, after subtracting the mean embedding.
     Centered,
-    /// Mean over --pairs random pairs (Ethayarajh's estimator), seeded.
+    /// Mean over --n-pairs random pairs (Ethayarajh's estimator), seeded.
     Sampled,
 }
 
@@ -51,7 +51,7 @@ pub struct Args {
     variant: Variant,
     /// Number of random pairs for --variant sampled.
     #[arg(long, default_value_t = 100_000)]
-    pairs: usize,
+    n_pairs: usize,
     /// Bootstrap resamples for a confidence interval (0 = none).
     #[arg(long, default_value_t = 0)]
     bootstrap: usize,
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let v = match args.variant {
                     Variant::Exact => anisotropy(x.view(), zero),
                     Variant::Centered => anisotropy_centered(x.view(), zero),
-                    Variant::Sampled => anisotropy_sampled(x.view(), args.pairs, args.seed, zero),
+                    Variant::Sampled => anisotropy_sampled(x.view(), args.n_pairs, args.seed, zero),
                 }
                 .with_context(what)?;
                 values.push(v);

@@ -97,7 +97,7 @@ pub fn synthetic_footnote(stores: &[(String, Store)]) -> Option<String> {
         })
 }
 
-/// Writes `text` to stdout, and under `out` (if given) as `name`.
+/// Prints a result on stdout in the chosen format.
 pub fn emit(format: Format, table: String, json: &serde_json::Value, csv: String) {
     match format {
         Format::Table => print!("{table}"),

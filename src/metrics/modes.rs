@@ -88,7 +88,7 @@ pub fn layerwise(
     };
     for &l in layers {
         let (a, b) = (load_a(l)?, load_b(l)?);
-        check_rows(&a, &b)?;
+        GeomError::check_rows("a", a.nrows(), "b", b.nrows())?;
         let (pa, pb) = rayon::join(
             || prepare(metric, a.view(), opts),
             || prepare(metric, b.view(), opts),
@@ -179,8 +179,4 @@ pub fn all_pairs(
         matrix,
         best,
     })
-}
-
-fn check_rows(a: &Array2<f32>, b: &Array2<f32>) -> Result<()> {
-    GeomError::check_rows("a", a.nrows(), "b", b.nrows())
 }

@@ -145,10 +145,7 @@ pub fn bootstrap_alignment(
     for _ in 0..n_boot {
         let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
         let v = match (pa, pb) {
-            _ if items.is_some() => {
-                let s = items.as_ref().expect("checked");
-                idx.iter().map(|&i| s[i]).sum::<f64>() / n as f64
-            }
+            _ if let Some(s) = &items => idx.iter().map(|&i| s[i]).sum::<f64>() / n as f64,
             (Prepared::Centered(k), Prepared::Centered(l)) => {
                 // H' (HKH)[idx, idx] H' = H' K[idx, idx] H': re-centring the sub-kernel is exact.
                 cka_centered(&centered(reindex(k, &idx)), &centered(reindex(l, &idx)))
