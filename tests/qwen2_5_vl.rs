@@ -362,3 +362,284 @@ fn chat_template_and_tokenizer_match_the_processor() {
         }
     }
 }
+
+/// The processor outputs of a case as model inputs (the fixture's own
+/// `pixel_values`, so that this checks the model alone).
+fn case_inputs(file: &Path) -> geom::model::ModelInputs {
+    let Tokens { rows, mask, .. } = tokens(file);
+    let f32s = |key: &str| {
+        floats(file, key)
+            .map(|v| v.into_iter().map(|x| x as f32).collect())
+            .unwrap_or_default()
+    };
+    geom::model::ModelInputs {
+        input_ids: rows,
+        attention_mask: mask,
+        pixel_values: f32s("pixel_values"),
+        image_grids: grids(ints(file, "image_grid_thw")),
+        pixel_values_videos: f32s("pixel_values_videos"),
+        video_grids: grids(ints(file, "video_grid_thw")),
+        second_per_grid_ts: floats(file, "second_per_grid_ts").unwrap_or_default(),
+    }
+}
+
+fn max_abs(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The vision tower on every image/video case: window layout identical to
+/// `get_window_index`, every block's output and the merged embeddings within
+/// 1e-4 of transformers.
+#[test]
+fn vision_tower_matches_transformers() {
+    use geom::model::vision::VisionLayout;
+    use geom::model::{CaptureSpec, Cpu, HookPoint, Qwen2_5Vl};
+
+    let device = Default::default();
+    let model = Qwen2_5Vl::<Cpu>::load(&root().join("model"), &device).unwrap();
+    let vcfg = model.config().vision.clone();
+    let idx = index();
+    let mut checked = 0;
+    for c in idx["cases"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let file = root().join(c["file"].as_str().unwrap());
+        let inputs = case_inputs(&file);
+        let (pixels, g) = if !inputs.image_grids.is_empty() {
+            (inputs.pixel_values.clone(), inputs.image_grids.clone())
+        } else if !inputs.video_grids.is_empty() {
+            (
+                inputs.pixel_values_videos.clone(),
+                inputs.video_grids.clone(),
+            )
+        } else {
+            continue;
+        };
+        // Layout.
+        let layout = VisionLayout::new(&vcfg, &g).unwrap();
+        let as_usize = |k: &str| -> Vec<usize> {
+            ints(&file, k)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|x| x as usize)
+                .collect()
+        };
+        assert_eq!(
+            layout.window_index,
+            as_usize("vision.window_index"),
+            "{name}"
+        );
+        assert_eq!(
+            layout.cu_window_seqlens,
+            as_usize("vision.cu_window_seqlens"),
+            "{name}"
+        );
+        assert_eq!(layout.cu_seqlens, as_usize("vision.cu_seqlens"), "{name}");
+        let rot = floats(&file, "vision.rot_pos_emb").unwrap();
+        assert!(
+            max_abs(&layout.rotary, &rot) < 1e-5,
+            "{name}: rotary angles"
+        );
+        // Forward, capturing every block.
+        let n = layout.n_patches;
+        let x = burn::tensor::Tensor::<Cpu, 2>::from_data(
+            burn::tensor::TensorData::new(pixels, [n, 1176]),
+            &device,
+        );
+        let all: Vec<usize> = (0..vcfg.depth).collect();
+        let out = model.visual.forward(x, &g, &all).unwrap();
+        // The reference's block outputs are in window order.
+        let order = layout.patch_order();
+        for (i, state) in &out.blocks {
+            let got: Vec<f32> = state.clone().into_data().to_vec().unwrap();
+            let want = floats(&file, &format!("vision.block_{i}")).unwrap();
+            let d = vcfg.hidden_size;
+            let mut err = 0f64;
+            for (wrow, &p) in order.iter().enumerate() {
+                for j in 0..d {
+                    err = err.max((got[p * d + j] as f64 - want[wrow * d + j]).abs());
+                }
+            }
+            eprintln!("{name}: visual.blocks.{i} max |geom - transformers| = {err:.2e}");
+            assert!(err < 1e-4, "{name}: block {i} differs by {err:e}");
+        }
+        let got: Vec<f32> = out.embeds.into_data().to_vec().unwrap();
+        let err = max_abs(&got, &floats(&file, "vision.output").unwrap());
+        eprintln!("{name}: vision output max |geom - transformers| = {err:.2e}");
+        assert!(err < 1e-4, "{name}: vision output differs by {err:e}");
+        checked += 1;
+        // The same captures through the whole model's forward.
+        let spec = CaptureSpec {
+            points: vec![HookPoint::VisionBlock(3)],
+        };
+        let full = model.forward(&inputs, &spec, &device).unwrap();
+        let caps = if inputs.image_grids.is_empty() {
+            &full.video_captures
+        } else {
+            &full.image_captures
+        };
+        assert_eq!(caps.len(), 1, "{name}");
+        assert_eq!(caps[0].0, HookPoint::VisionBlock(3));
+    }
+    assert!(checked >= 7, "{checked} vision cases");
+}
+
+/// Every hidden state of every case — text, one image, several images in a
+/// prompt, video at two frame rates, left-padded text and mixed batches —
+/// within 1e-4 of transformers at the real positions, through the whole
+/// model (vision embeddings scattered into the placeholders); pooled
+/// vectors likewise.
+#[test]
+fn whole_model_hidden_states_match_transformers_on_every_case() {
+    use geom::model::{pool, CaptureSpec, Cpu, Pooling, Qwen2_5Vl};
+
+    let device = Default::default();
+    for dir in ["model", "model_sharded"] {
+        let model = Qwen2_5Vl::<Cpu>::load(&root().join(dir), &device).unwrap();
+        let cfg = model.config().clone();
+        let h = cfg.text.hidden_size;
+        let l = cfg.text.num_hidden_layers;
+        let spec = CaptureSpec::hidden_states(l);
+        let idx = index();
+        let mut worst = 0f64;
+        for c in idx["cases"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            let file = root().join(c["file"].as_str().unwrap());
+            let inputs = case_inputs(&file);
+            let Tokens { b, t, .. } = tokens(&file);
+            let mask = inputs
+                .attention_mask
+                .clone()
+                .unwrap_or_else(|| vec![vec![1; t]; b]);
+            let out = model.forward(&inputs, &spec, &device).unwrap();
+            let (want_pos, _) = ints(&file, "position_ids").unwrap();
+            assert_eq!(
+                out.position_ids.iter().copied().collect::<Vec<_>>(),
+                want_pos,
+                "{name}"
+            );
+            let want = floats(&file, "hidden_states").unwrap();
+            assert_eq!(out.captures.len(), l + 1);
+            for (li, (point, state)) in out.captures.iter().enumerate() {
+                let got: Vec<f32> = state.clone().into_data().to_vec().unwrap();
+                let mut err = 0f64;
+                for bi in 0..b {
+                    for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
+                        for d in 0..h {
+                            let g = got[(bi * t + ti) * h + d] as f64;
+                            err = err.max((g - want[((li * b + bi) * t + ti) * h + d]).abs());
+                        }
+                    }
+                }
+                worst = worst.max(err);
+                assert!(err < 1e-4, "{dir}/{name}: {point} differs by {err:e}");
+            }
+            let last: Vec<f32> = out.last_hidden_state.into_data().to_vec().unwrap();
+            for (key, pooling) in [
+                ("pooled_last_token", Pooling::LastToken),
+                ("pooled_mean", Pooling::Mean),
+            ] {
+                let pooled = pool(&last, [b, t, h], Some(&mask), pooling).unwrap();
+                let want = floats(&file, key).unwrap();
+                let flat: Vec<f32> = pooled.concat();
+                let err = max_abs(&flat, &want[l * b * h..(l + 1) * b * h]);
+                assert!(err < 1e-4, "{dir}/{name}: {key} differs by {err:e}");
+            }
+        }
+        eprintln!("{dir}: worst hidden-state difference over all cases {worst:.2e}");
+    }
+}
+
+/// A left-padded batch gives each sample the states it gets alone.
+#[test]
+fn padded_batch_equals_one_sample_at_a_time() {
+    use geom::model::{CaptureSpec, Cpu, ModelInputs, Qwen2_5Vl};
+
+    let device = Default::default();
+    let model = Qwen2_5Vl::<Cpu>::load(&root().join("model"), &device).unwrap();
+    let l = model.config().text.num_hidden_layers;
+    let h = model.config().text.hidden_size;
+    let spec = CaptureSpec::hidden_states(l);
+    for case in ["batch_mixed", "batch_text"] {
+        let file = root().join(format!("cases/{case}.safetensors"));
+        let batch = case_inputs(&file);
+        let Tokens { b, t, .. } = tokens(&file);
+        let mask = batch.attention_mask.clone().unwrap();
+        let together = model.forward(&batch, &spec, &device).unwrap();
+        let mut image_rows = 0;
+        for bi in 0..b {
+            let real: Vec<usize> = (0..t).filter(|&j| mask[bi][j] == 1).collect();
+            let ids: Vec<u32> = real.iter().map(|&j| batch.input_ids[bi][j]).collect();
+            let n_img = ids
+                .iter()
+                .filter(|&&x| x == model.config().image_token_id)
+                .count();
+            let mut one = ModelInputs {
+                input_ids: vec![ids],
+                ..Default::default()
+            };
+            if n_img > 0 {
+                // This fixture batch has one image, in sample 0.
+                one.image_grids = batch.image_grids.clone();
+                one.pixel_values = batch.pixel_values.clone();
+                image_rows += 1;
+            }
+            let alone = model.forward(&one, &spec, &device).unwrap();
+            for ((p, s_batch), (_, s_alone)) in together.captures.iter().zip(&alone.captures) {
+                let gb: Vec<f32> = s_batch.clone().into_data().to_vec().unwrap();
+                let ga: Vec<f32> = s_alone.clone().into_data().to_vec().unwrap();
+                let mut err = 0f32;
+                for (k, &j) in real.iter().enumerate() {
+                    for d in 0..h {
+                        err = err.max((gb[(bi * t + j) * h + d] - ga[k * h + d]).abs());
+                    }
+                }
+                assert!(
+                    err < 1e-5,
+                    "{case}[{bi}] {p}: batch vs alone differ by {err:e}"
+                );
+            }
+        }
+        assert!(case != "batch_mixed" || image_rows == 1);
+    }
+}
+
+#[test]
+fn mismatched_placeholders_and_features_are_an_error() {
+    use geom::model::{CaptureSpec, Cpu, Qwen2_5Vl};
+    let device = Default::default();
+    let model = Qwen2_5Vl::<Cpu>::load(&root().join("model"), &device).unwrap();
+    let mut inputs = case_inputs(&root().join("cases/image_0.safetensors"));
+    // One placeholder too few.
+    let pos = inputs.input_ids[0]
+        .iter()
+        .position(|&x| x == model.config().image_token_id)
+        .unwrap();
+    inputs.input_ids[0].remove(pos);
+    inputs.attention_mask = None;
+    let e = model
+        .forward(&inputs, &CaptureSpec::none(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("needs 4 consecutive placeholder tokens 512"),
+        "{e}"
+    );
+    let mut inputs = case_inputs(&root().join("cases/image_0.safetensors"));
+    inputs.pixel_values.truncate(1176 * 15);
+    let e = model
+        .forward(&inputs, &CaptureSpec::none(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[15, 1176]"), "{e}");
+    inputs.input_ids[0][0] = 9999;
+    let e = model
+        .forward(&inputs, &CaptureSpec::none(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token id 9999"), "{e}");
+}

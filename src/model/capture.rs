@@ -9,6 +9,7 @@
 //! | `Embeddings` | `embeddings` | token embeddings (images/videos scattered in) |
 //! | `ResidPost(i)` | `layers.{i}.resid_post` | output of decoder layer i (before any final norm) |
 //! | `FinalNorm` | `norm` | output of the final RMSNorm |
+//! | `VisionBlock(i)` | `visual.blocks.{i}` | output of vision block i, per patch, in processor order |
 //!
 //! [`CaptureSpec::hidden_states`] reproduces transformers'
 //! `output_hidden_states=True`: L+1 states — the embeddings, the outputs of
@@ -29,6 +30,9 @@ pub enum HookPoint {
     ResidPost(usize),
     /// After the final RMSNorm.
     FinalNorm,
+    /// Output of vision block `i` (`[patches, vision hidden]`, rows in the
+    /// image processor's order, i.e. the window permutation undone).
+    VisionBlock(usize),
 }
 
 impl fmt::Display for HookPoint {
@@ -37,6 +41,7 @@ impl fmt::Display for HookPoint {
             HookPoint::Embeddings => f.write_str("embeddings"),
             HookPoint::ResidPost(i) => write!(f, "layers.{i}.resid_post"),
             HookPoint::FinalNorm => f.write_str("norm"),
+            HookPoint::VisionBlock(i) => write!(f, "visual.blocks.{i}"),
         }
     }
 }
@@ -46,12 +51,16 @@ impl FromStr for HookPoint {
     fn from_str(s: &str) -> Result<Self, GeomError> {
         let bad = || {
             GeomError::invalid(format!(
-                "unknown hook point '{s}' (expected embeddings, layers.N.resid_post or norm)"
+                "unknown hook point '{s}' (expected embeddings, layers.N.resid_post, norm or visual.blocks.N)"
             ))
         };
         match s {
             "embeddings" => Ok(HookPoint::Embeddings),
             "norm" => Ok(HookPoint::FinalNorm),
+            _ if s.starts_with("visual.blocks.") => s["visual.blocks.".len()..]
+                .parse()
+                .map(HookPoint::VisionBlock)
+                .map_err(|_| bad()),
             _ => {
                 let rest = s
                     .strip_prefix("layers.")
@@ -89,6 +98,17 @@ impl CaptureSpec {
         self.points.contains(&p)
     }
 
+    /// The vision blocks captured, in the spec's order.
+    pub fn vision_blocks(&self) -> Vec<usize> {
+        self.points
+            .iter()
+            .filter_map(|p| match p {
+                HookPoint::VisionBlock(i) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// True when nothing is captured.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
@@ -116,6 +136,7 @@ mod tests {
             HookPoint::Embeddings,
             HookPoint::ResidPost(7),
             HookPoint::FinalNorm,
+            HookPoint::VisionBlock(3),
         ] {
             assert_eq!(p.to_string().parse::<HookPoint>().unwrap(), p);
         }

@@ -4,17 +4,19 @@
 //! * [`load`] — safetensors checkpoints (single or sharded), dtype conversion, key layouts;
 //! * [`rope`] — M-RoPE position ids (`get_rope_index`);
 //! * [`text`] — the Qwen2 language decoder;
+//! * [`vision`] — the vision tower (patch embedding, 2-D rotary, window and
+//!   full attention, patch merger);
+//! * [`qwen2_5_vl`] — the whole model: vision embeddings scattered into the
+//!   placeholder tokens, then the decoder;
 //! * [`capture`] — hook points, capture specs, pooling.
-//!
-//! The vision tower and the input pipeline (tokenizer, chat template, image
-//! preprocessing) come next; until then the decoder runs on text prompts
-//! given as token ids.
 
 pub mod capture;
 pub mod config;
 pub mod load;
+pub mod qwen2_5_vl;
 pub mod rope;
 pub mod text;
+pub mod vision;
 
 use std::path::Path;
 
@@ -22,6 +24,7 @@ use burn::tensor::backend::Backend;
 
 pub use capture::{CaptureSpec, HookPoint, Pooling};
 pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
+pub use qwen2_5_vl::{ModelInputs, ModelOutput, Qwen2_5Vl};
 
 use crate::error::{GeomError, Result};
 
