@@ -361,3 +361,85 @@ fn store_import_and_info() {
     let o = geom(&["store", "info", out.to_str().unwrap()]);
     assert!(stdout(&o).contains("rows_done"), "{}", stdout(&o));
 }
+
+/// `geom embed` on the tiny fixture checkpoint: a text, an image and a video
+/// in one batch, written as [layers, items, hidden] .npy; bad inputs exit 2
+/// and an existing output is never overwritten.
+#[cfg(feature = "model")]
+#[test]
+fn embed_writes_every_layer_and_rejects_bad_input() {
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl");
+    let model = fx.join("model");
+    let model = model.to_str().unwrap();
+    let image = fx.join("images/img_120x70.png");
+    let video = fx.join("video");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("states.npy");
+    let o = geom(&[
+        "embed",
+        "--model",
+        model,
+        "--text",
+        "A red disc.",
+        "--image",
+        image.to_str().unwrap(),
+        "--video",
+        video.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("video"), "{}", stdout(&o));
+    let a: Array3<f32> = ndarray_npy::read_npy(&out).unwrap();
+    assert_eq!(a.dim(), (4, 3, 64));
+    // The same texts alone give the same states (padding does not leak).
+    let out1 = dir.path().join("text.npy");
+    let o = geom(&[
+        "embed",
+        "--model",
+        model,
+        "--text",
+        "A red disc.",
+        "--out",
+        out1.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b: Array3<f32> = ndarray_npy::read_npy(&out1).unwrap();
+    for l in 0..4 {
+        for d in 0..64 {
+            assert!((a[[l, 0, d]] - b[[l, 0, d]]).abs() < 1e-5);
+        }
+    }
+    // An existing output is refused and left as it was.
+    let before = std::fs::read(&out1).unwrap();
+    let o = geom(&[
+        "embed",
+        "--model",
+        model,
+        "--text",
+        "x",
+        "--out",
+        out1.to_str().unwrap(),
+    ]);
+    user_error(&o, &["text.npy", "already exists"]);
+    assert_eq!(std::fs::read(&out1).unwrap(), before);
+    // A file that is not an image.
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"not a png").unwrap();
+    let o = geom(&["embed", "--model", model, "--image", bad.to_str().unwrap()]);
+    user_error(&o, &["broken.png"]);
+    // No model there.
+    let o = geom(&[
+        "embed",
+        "--model",
+        dir.path().to_str().unwrap(),
+        "--text",
+        "x",
+    ]);
+    user_error(&o, &["config.json"]);
+    // Unknown device, unknown pooling.
+    let o = geom(&["embed", "--model", model, "--text", "x", "--device", "tpu"]);
+    user_error(&o, &["tpu", "cpu, cuda or cuda:N"]);
+    let o = geom(&["embed", "--model", model, "--text", "x", "--pooling", "max"]);
+    user_error(&o, &["max", "last, mean"]);
+}

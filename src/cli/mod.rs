@@ -8,6 +8,8 @@ mod align;
 mod anisotropy;
 mod common;
 mod demo;
+#[cfg(feature = "model")]
+mod embed;
 mod plot;
 mod store;
 
@@ -27,6 +29,9 @@ enum Command {
     KernelAlign(align::Args),
     /// Draw figures from results written with --format json or --out.
     Plot(plot::Args),
+    /// Every layer's pooled hidden state of texts, images and videos, from a checkpoint folder.
+    #[cfg(feature = "model")]
+    Embed(embed::Args),
     /// Create and inspect hidden-state stores.
     #[command(subcommand)]
     Store(store::Command),
@@ -60,6 +65,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Anisotropy(a) => anisotropy::run(a),
         Command::KernelAlign(a) => align::run(a),
         Command::Plot(a) => plot::run(a),
+        #[cfg(feature = "model")]
+        Command::Embed(a) => embed::run(a),
         Command::Store(c) => store::run(c),
     }
 }

@@ -6,10 +6,13 @@
 //!   per merged patch, as the Qwen2.5-VL processor does;
 //! * [`chat`] — the checkpoint's own Jinja chat template rendered with
 //!   minijinja (never a hand-written copy);
-//! * [`prompt`] — LCO-Emb's prompts as chat messages.
-//!
-//! Image and video preprocessing come next.
+//! * [`prompt`] — LCO-Emb's prompts as chat messages;
+//! * [`image`] — image and video preprocessing (`preprocessor_config.json`,
+//!   `smart_resize`, torchvision's antialiased bicubic resize bit for bit,
+//!   normalisation and patch flattening into `pixel_values`), and image /
+//!   frame loading.
 
 pub mod chat;
+pub mod image;
 pub mod prompt;
 pub mod tokenizer;

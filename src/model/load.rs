@@ -136,6 +136,23 @@ impl Checkpoint {
                 )))
             }
         };
+        // The f32 copy is what the model keeps: drop the file pages just read
+        // from this process's resident set, so loading never holds the
+        // checkpoint twice (peak ≈ f32 weights + one tensor).
+        #[cfg(unix)]
+        {
+            let offset = bytes.as_ptr() as usize - mmap.as_ptr() as usize;
+            // SAFETY: the mapping is a read-only, shared, file-backed map:
+            // MADV_DONTNEED only evicts its pages from this process; a later
+            // access faults them back in from the unchanged file.
+            unsafe {
+                let _ = mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    offset,
+                    bytes.len(),
+                );
+            }
+        }
         Ok((values, view.shape().to_vec()))
     }
 }

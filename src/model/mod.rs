@@ -8,10 +8,15 @@
 //!   full attention, patch merger);
 //! * [`qwen2_5_vl`] — the whole model: vision embeddings scattered into the
 //!   placeholder tokens, then the decoder;
-//! * [`capture`] — hook points, capture specs, pooling.
+//! * [`capture`] — hook points, capture specs, pooling;
+//! * [`embed`] — the public entry point: every layer's pooled state of a
+//!   list of texts, images and videos ([`embed::Embedder`]);
+//! * [`device`] — `--device cpu|cuda:N` and the backend dispatch.
 
 pub mod capture;
 pub mod config;
+pub mod device;
+pub mod embed;
 pub mod load;
 pub mod qwen2_5_vl;
 pub mod rope;
@@ -24,6 +29,8 @@ use burn::tensor::backend::Backend;
 
 pub use capture::{CaptureSpec, HookPoint, Pooling};
 pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
+pub use device::DeviceSpec;
+pub use embed::{Embedder, Item, Prompts};
 pub use qwen2_5_vl::{ModelInputs, ModelOutput, Qwen2_5Vl};
 
 use crate::error::{GeomError, Result};

@@ -1,0 +1,137 @@
+//! `geom embed`: every layer's pooled hidden state of a few texts, images
+//! and videos, from a checkpoint folder — a quick look at a model, or a
+//! parity check against another implementation.
+
+use std::path::PathBuf;
+
+use ndarray::{Array3, Axis};
+
+use crate::error::GeomError;
+use crate::model::embed::{Embedder, Item};
+use crate::model::{DeviceSpec, Pooling};
+use crate::report::table;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Checkpoint folder (Hugging Face layout: config.json, safetensors, tokenizer).
+    #[arg(long)]
+    model: PathBuf,
+    /// A text to embed (repeatable). Items are embedded in the order texts, images, videos.
+    #[arg(long)]
+    text: Vec<String>,
+    /// An image file to embed (repeatable; one item each).
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// A video as a folder of frames, sorted by file name (repeatable; all frames are used).
+    #[arg(long)]
+    video: Vec<PathBuf>,
+    /// Frame rate of the --video frames (the processor's default is 2.0).
+    #[arg(long)]
+    fps: Option<f64>,
+    /// last (the last real token, LCO-Emb's embedding), mean, or a position N (negative from the end).
+    #[arg(long, default_value = "last")]
+    pooling: String,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Write the states as [layers, items, hidden] float32 .npy (the file must not exist).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Parses `last`, `mean` or an integer position.
+pub fn parse_pooling(s: &str) -> crate::Result<Pooling> {
+    match s {
+        "last" | "last-token" => Ok(Pooling::LastToken),
+        "mean" => Ok(Pooling::Mean),
+        _ => s.parse().map(Pooling::Position).map_err(|_| {
+            GeomError::invalid(format!(
+                "unknown pooling '{s}' (expected last, mean or a token position such as -2)"
+            ))
+        }),
+    }
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let pooling = parse_pooling(&a.pooling)?;
+    let device: DeviceSpec = a.device.parse()?;
+    if let Some(out) = &a.out {
+        if out.exists() {
+            return Err(GeomError::invalid(format!(
+                "{}: already exists (geom never overwrites results; remove it or choose another --out)",
+                out.display()
+            ))
+            .into());
+        }
+    }
+    let mut items: Vec<(String, Item)> = a
+        .text
+        .iter()
+        .map(|t| (format!("text {t:?}"), Item::text(t.clone())))
+        .collect();
+    for p in &a.image {
+        items.push((format!("image {}", p.display()), Item::image_file(p)?));
+    }
+    for dir in &a.video {
+        let item = Item::video_frames(&[dir], a.fps)?;
+        let n = match &item {
+            Item::Video { frames, .. } => frames.len(),
+            _ => unreachable!(),
+        };
+        items.push((format!("video {} ({n} frames)", dir.display()), item));
+    }
+    if items.is_empty() {
+        return Err(GeomError::invalid("nothing to embed: give --text, --image or --video").into());
+    }
+    let (labels, items): (Vec<String>, Vec<Item>) = items.into_iter().unzip();
+    let states = crate::with_backend!(device, |B, dev| {
+        let emb = Embedder::<B>::from_dir(&a.model, &dev)?;
+        emb.hidden_states(&items, pooling)?
+    });
+    let (l, n, h) = (states.len(), states[0].nrows(), states[0].ncols());
+    let stacked = ndarray::stack(
+        Axis(0),
+        &states.iter().map(|s| s.view()).collect::<Vec<_>>(),
+    )
+    .expect("same shapes");
+    let stacked: Array3<f32> = stacked;
+    // Table: one row per hidden state, the L2 norm of each item's vector.
+    let mut headers = vec!["state".to_string()];
+    headers.extend((0..n).map(|i| format!("|item {i}|")));
+    let rows: Vec<Vec<String>> = (0..l)
+        .map(|li| {
+            let mut r = vec![li.to_string()];
+            r.extend((0..n).map(|i| {
+                let v = stacked.index_axis(Axis(0), li);
+                let row = v.index_axis(Axis(0), i);
+                format!("{:.3}", row.dot(&row).sqrt())
+            }));
+            r
+        })
+        .collect();
+    for (i, lab) in labels.iter().enumerate() {
+        println!("item {i}: {lab}");
+    }
+    println!(
+        "{l} hidden states (0 = embeddings, {} = after the final norm) × {n} items × {h} dims, pooling {}, device {device}",
+        l - 1,
+        a.pooling
+    );
+    print!("{}", table(&headers, &rows));
+    if let Some(out) = &a.out {
+        let tmp = out.with_extension("npy.tmp");
+        ndarray_npy::write_npy(&tmp, &stacked)
+            .map_err(|e| GeomError::Npy {
+                path: out.clone(),
+                message: e.to_string(),
+            })
+            .and_then(|_| {
+                std::fs::rename(&tmp, out).map_err(|source| GeomError::Io {
+                    path: out.clone(),
+                    source,
+                })
+            })?;
+        println!("wrote {} [{l}, {n}, {h}] float32", out.display());
+    }
+    Ok(())
+}
