@@ -20,6 +20,7 @@ pub mod embed;
 pub mod load;
 pub mod qwen2_5_vl;
 pub mod rope;
+mod rotary;
 pub mod text;
 pub mod vision;
 

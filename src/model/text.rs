@@ -23,6 +23,7 @@ use ndarray::Array3;
 use super::capture::{CaptureSpec, HookPoint};
 use super::config::TextConfig;
 use super::load::WeightMap;
+use super::rotary::Rotary;
 
 /// Additive mask value for disallowed attention (finite, so a fully masked
 /// row of padding attends uniformly, as in the reference, instead of NaN).
@@ -215,7 +216,7 @@ impl<B: Backend> TextModel<B> {
     ) -> TextOutput<B> {
         let device = embeds.device();
         let [b, t, _] = embeds.dims();
-        let (cos, sin) = self.rope_tables(positions, &device);
+        let rope = self.rope_tables(positions, &device);
         let mask = additive_mask::<B>(b, t, attention_mask, &device);
         let mut captures = Vec::new();
         if spec.wants(HookPoint::Embeddings) {
@@ -223,7 +224,7 @@ impl<B: Backend> TextModel<B> {
         }
         let mut x = embeds;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &cos, &sin, &mask);
+            x = layer.forward(x, &rope, &mask);
             if spec.wants(HookPoint::ResidPost(i)) {
                 captures.push((HookPoint::ResidPost(i), x.clone()));
             }
@@ -240,14 +241,11 @@ impl<B: Backend> TextModel<B> {
         }
     }
 
-    /// `cos`/`sin` of M-RoPE, `[B, 1, T, head_dim]` each: channel `d` rotates
-    /// with the position id of axis `section(d mod half)` at frequency
-    /// `θ^(−2(d mod half)/head_dim)`, computed in f32 as the reference.
-    fn rope_tables(
-        &self,
-        positions: &Array3<i64>,
-        device: &B::Device,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    /// M-RoPE for queries (with the attention scale folded in) and keys:
+    /// channel `d` rotates with the position id of axis
+    /// `section(d mod half)` at frequency `θ^(−2(d mod half)/head_dim)`,
+    /// angles computed in f32 as the reference.
+    fn rope_tables(&self, positions: &Array3<i64>, device: &B::Device) -> Rope<B> {
         let hd = self.config.head_dim();
         let half = hd / 2;
         let (_, b, t) = positions.dim();
@@ -259,35 +257,37 @@ impl<B: Backend> TextModel<B> {
         for (a, &n) in self.config.mrope_section.iter().enumerate() {
             axis.extend(std::iter::repeat_n(a, n));
         }
-        let mut cos = Vec::with_capacity(b * t * hd);
-        let mut sin = Vec::with_capacity(b * t * hd);
+        let mut angles = Vec::with_capacity(b * t * hd);
         for bi in 0..b {
             for ti in 0..t {
                 for d in 0..hd {
                     let j = d % half;
-                    let f = positions[[axis[j], bi, ti]] as f32 * inv_freq[j];
-                    cos.push(f.cos());
-                    sin.push(f.sin());
+                    angles.push(positions[[axis[j], bi, ti]] as f32 * inv_freq[j]);
                 }
             }
         }
-        let mk = |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, t, hd]), device);
-        (mk(cos), mk(sin))
+        let scale = (hd as f32).powf(-0.5);
+        Rope {
+            q: Rotary::new(&angles, hd, self.config.num_attention_heads, scale, device),
+            k: Rotary::new(&angles, hd, self.config.num_key_value_heads, 1.0, device),
+        }
     }
 }
 
+/// Rotary tables of one forward pass.
+struct Rope<B: Backend> {
+    /// For the queries, times `head_dim^-0.5`.
+    q: Rotary<B>,
+    /// For the keys.
+    k: Rotary<B>,
+}
+
 impl<B: Backend> DecoderLayer<B> {
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4>,
-    ) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4>) -> Tensor<B, 3> {
         let h = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), cos, sin, mask);
+                .forward(self.input_layernorm.forward(x), rope, mask);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -301,20 +301,25 @@ impl<B: Backend> Mlp<B> {
 
 impl<B: Backend> Attention<B> {
     /// # Shapes
-    /// `x`: `[B, T, hidden]`; `cos`, `sin`: `[B, 1, T, head_dim]`; `mask`: `[B, 1, T, T]`.
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4>,
-    ) -> Tensor<B, 3> {
+    /// `x`: `[B, T, hidden]`; `mask`: `[B, 1, T, T]`.
+    ///
+    /// The scale `head_dim^-0.5` is applied to the rotated queries (folded
+    /// into their rotary tables) rather than to the scores: the same
+    /// product up to f32 rounding, one pass fewer over `[B, heads, T, T]`.
+    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let q = rotate(heads(self.q_proj.forward(x.clone()), nh), cos, sin);
-        let k = rotate(heads(self.k_proj.forward(x.clone()), nkv), cos, sin);
-        let v = heads(self.v_proj.forward(x), nkv);
+        // Projections are contiguous [B·T·heads, head_dim] rows: rotate there,
+        // then split the heads out.
+        let rows = |y: Tensor<B, 3>, n: usize| y.reshape([b * t * n, hd]);
+        let heads = |y: Tensor<B, 2>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let q = heads(rope.q.apply(rows(self.q_proj.forward(x.clone()), nh)), nh);
+        let k = heads(rope.k.apply(rows(self.k_proj.forward(x.clone()), nkv)), nkv);
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2);
         // Grouped-query attention: each KV head serves `nh / nkv` query heads.
         let rep = nh / nkv;
         let expand = |y: Tensor<B, 4>| {
@@ -323,22 +328,11 @@ impl<B: Backend> Attention<B> {
                 .reshape([b, nh, t, hd])
         };
         let (k, v) = (expand(k), expand(v));
-        let scale = (hd as f64).powf(-0.5);
-        let scores = q.matmul(k.swap_dims(2, 3)) * scale + mask.clone();
+        let scores = q.matmul(k.swap_dims(2, 3)) + mask.clone();
         let attn = softmax(scores, 3).matmul(v);
         self.o_proj
             .forward(attn.swap_dims(1, 2).reshape([b, t, nh * hd]))
     }
-}
-
-/// `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]`.
-fn rotate<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let [_, _, _, hd] = x.dims();
-    let half = hd / 2;
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
 }
 
 /// Causal + key-padding mask, additive, `[B, 1, T, T]`.
@@ -364,7 +358,7 @@ fn additive_mask<B: Backend>(
 
 /// Takes a tensor (zeros when it is missing: [`WeightMap::finish`] then
 /// fails, so placeholder values never escape).
-fn take(w: &mut WeightMap, key: &str, shape: &[usize]) -> Vec<f32> {
+pub(crate) fn take(w: &mut WeightMap, key: &str, shape: &[usize]) -> Vec<f32> {
     w.take(key, shape)
         .unwrap_or_else(|| vec![0.0; shape.iter().product()])
 }

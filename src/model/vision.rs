@@ -34,7 +34,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::VisionConfig;
 use super::load::WeightMap;
-use super::text::{linear, rms_norm};
+use super::rotary::Rotary;
+use super::text::{linear, rms_norm, take};
 use crate::error::{GeomError, Result};
 
 /// The vision RMSNorm epsilon (hard-coded in the reference, not configurable).
@@ -46,11 +47,17 @@ const VISION_ROPE_THETA: f32 = 10_000.0;
 /// Additive mask value for padded keys.
 const MASKED: f32 = -1e30;
 
-/// Bidirectional multi-head attention with one fused `qkv` projection.
+/// Bidirectional multi-head attention. The checkpoint's fused `attn.qkv`
+/// (`[3·hidden, hidden]`, rows `(q|k|v, head, dim)`) is split into its three
+/// projections at load, so no copy separates them at run time.
 #[derive(Debug)]
 pub struct VisionAttention<B: Backend> {
-    /// `[hidden, 3·hidden]`, with bias; output columns are `(q|k|v, head, dim)`.
-    pub qkv: Linear<B>,
+    /// Rows `0..hidden` of `attn.qkv`, `[hidden, hidden]`, with bias.
+    pub q: Linear<B>,
+    /// Rows `hidden..2·hidden` of `attn.qkv`.
+    pub k: Linear<B>,
+    /// Rows `2·hidden..3·hidden` of `attn.qkv`.
+    pub v: Linear<B>,
     /// `[hidden, hidden]`, with bias.
     pub proj: Linear<B>,
     n_heads: usize,
@@ -241,6 +248,7 @@ impl<B: Backend> VisionModel<B> {
                 let lin = |w: &mut WeightMap, name: &str, i: usize, o: usize| {
                     linear(w, &format!("{pre}.{name}"), i, o, true, device)
                 };
+                let qkv = split_qkv(w, &format!("{pre}.attn.qkv"), d, device);
                 VisionBlock {
                     norm1: rms_norm(
                         w,
@@ -257,7 +265,9 @@ impl<B: Backend> VisionModel<B> {
                         device,
                     ),
                     attn: VisionAttention {
-                        qkv: lin(w, "attn.qkv", d, 3 * d),
+                        q: qkv[0].clone(),
+                        k: qkv[1].clone(),
+                        v: qkv[2].clone(),
                         proj: lin(w, "attn.proj", d, d),
                         n_heads: cfg.num_heads,
                         head_dim: d / cfg.num_heads,
@@ -324,13 +334,19 @@ impl<B: Backend> VisionModel<B> {
         let order = layout.patch_order();
         let order_t = index_tensor::<B>(&order, &device);
         // Into window order.
-        let mut x = self.patch_embed.forward(pixels).select(0, order_t.clone());
+        let mut x = self.patch_embed.forward(pixels).select(0, order_t);
+        // Angles per patch in window order, duplicated for `rotate_half`.
         let half = layout.rotary.len() / n.max(1);
-        let angles =
-            Tensor::<B, 2>::from_data(TensorData::new(layout.rotary.clone(), [n, half]), &device)
-                .select(0, order_t);
-        let emb = Tensor::cat(vec![angles.clone(), angles], 1).unsqueeze_dim::<3>(1); // [n, 1, hd]
-        let (cos, sin) = (emb.clone().cos(), emb.sin());
+        let mut angles = Vec::with_capacity(2 * layout.rotary.len());
+        for &p in &order {
+            let a = &layout.rotary[p * half..(p + 1) * half];
+            angles.extend_from_slice(a);
+            angles.extend_from_slice(a);
+        }
+        let head_dim = c.hidden_size / c.num_heads;
+        let scale = (head_dim as f32).powf(-0.5);
+        let rope_q = Rotary::new(&angles, head_dim, c.num_heads, scale, &device);
+        let rope_k = Rotary::new(&angles, head_dim, c.num_heads, 1.0, &device);
         let windows = Segments::new(&layout.cu_window_seqlens, &device);
         let frames = Segments::new(&layout.cu_seqlens, &device);
         // Undo the window permutation of block outputs (argsort of `order`).
@@ -346,7 +362,7 @@ impl<B: Backend> VisionModel<B> {
             } else {
                 &windows
             };
-            x = blk.forward(x, &cos, &sin, seg);
+            x = blk.forward(x, &rope_q, &rope_k, seg);
             if capture_blocks.contains(&i) {
                 blocks.push((i, x.clone().select(0, inverse_t.clone())));
             }
@@ -365,11 +381,14 @@ impl<B: Backend> VisionBlock<B> {
     fn forward(
         &self,
         x: Tensor<B, 2>,
-        cos: &Tensor<B, 3>,
-        sin: &Tensor<B, 3>,
+        rope_q: &Rotary<B>,
+        rope_k: &Rotary<B>,
         seg: &Segments<B>,
     ) -> Tensor<B, 2> {
-        let h = x.clone() + self.attn.forward(self.norm1.forward(x), cos, sin, seg);
+        let h = x.clone()
+            + self
+                .attn
+                .forward(self.norm1.forward(x), rope_q, rope_k, seg);
         h.clone() + self.mlp.forward(self.norm2.forward(h))
     }
 }
@@ -391,21 +410,24 @@ impl<B: Backend> PatchMerger<B> {
 
 impl<B: Backend> VisionAttention<B> {
     /// # Shapes
-    /// `x`: `[n, hidden]`; `cos`, `sin`: `[n, 1, head_dim]`.
+    /// `x`: `[n, hidden]`; the query tables carry the scale `head_dim^-0.5`.
     fn forward(
         &self,
         x: Tensor<B, 2>,
-        cos: &Tensor<B, 3>,
-        sin: &Tensor<B, 3>,
+        rope_q: &Rotary<B>,
+        rope_k: &Rotary<B>,
         seg: &Segments<B>,
     ) -> Tensor<B, 2> {
         let [n, d] = x.dims();
         let (nh, hd) = (self.n_heads, self.head_dim);
-        let qkv = self.qkv.forward(x).reshape([n, 3, nh, hd]);
-        let part = |i: usize| qkv.clone().narrow(1, i, 1).reshape([n, nh, hd]);
-        let q = rotate(part(0), cos, sin);
-        let k = rotate(part(1), cos, sin);
-        let v = part(2);
+        let rows = |y: Tensor<B, 2>| y.reshape([n * nh, hd]);
+        let q = rope_q
+            .apply(rows(self.q.forward(x.clone())))
+            .reshape([n, nh, hd]);
+        let k = rope_k
+            .apply(rows(self.k.forward(x.clone())))
+            .reshape([n, nh, hd]);
+        let v = self.v.forward(x).reshape([n, nh, hd]);
         // Gather into padded segments: [s, nh, l, hd].
         let (s, l) = (seg.count, seg.longest);
         let pad = |y: Tensor<B, 3>| {
@@ -413,8 +435,7 @@ impl<B: Backend> VisionAttention<B> {
                 .reshape([s, l, nh, hd])
                 .swap_dims(1, 2)
         };
-        let scale = (hd as f64).powf(-0.5);
-        let mut scores = pad(q).matmul(pad(k).swap_dims(2, 3)) * scale;
+        let mut scores = pad(q).matmul(pad(k).swap_dims(2, 3));
         if let Some(mask) = &seg.key_mask {
             scores = scores + mask.clone();
         }
@@ -429,14 +450,28 @@ impl<B: Backend> VisionAttention<B> {
     }
 }
 
-/// `x·cos + rotate_half(x)·sin` on `[n, heads, head_dim]`.
-fn rotate<B: Backend>(x: Tensor<B, 3>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> Tensor<B, 3> {
-    let [_, _, hd] = x.dims();
-    let half = hd / 2;
-    let x1 = x.clone().narrow(2, 0, half);
-    let x2 = x.clone().narrow(2, half, half);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
-    x * cos.clone() + rotated * sin.clone()
+/// Reads a fused `[3·d, d]` projection (and bias) and splits it into its
+/// q, k, v row blocks.
+fn split_qkv<B: Backend>(
+    w: &mut WeightMap,
+    prefix: &str,
+    d: usize,
+    device: &B::Device,
+) -> [Linear<B>; 3] {
+    let weight = take(w, &format!("{prefix}.weight"), &[3 * d, d]);
+    let bias = take(w, &format!("{prefix}.bias"), &[3 * d]);
+    [0, 1, 2].map(|i| Linear {
+        weight: Param::from_tensor(transposed(
+            &weight[i * d * d..(i + 1) * d * d],
+            d,
+            d,
+            device,
+        )),
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(bias[i * d..(i + 1) * d].to_vec(), [d]),
+            device,
+        ))),
+    })
 }
 
 /// Attention segments laid out as a padded batch.
