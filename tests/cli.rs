@@ -439,7 +439,7 @@ fn embed_writes_every_layer_and_rejects_bad_input() {
     user_error(&o, &["config.json"]);
     // Unknown device, unknown pooling.
     let o = geom(&["embed", "--model", model, "--text", "x", "--device", "tpu"]);
-    user_error(&o, &["tpu", "cpu, cuda or cuda:N"]);
+    user_error(&o, &["tpu", "cpu:ndarray, cuda or cuda:N"]);
     let o = geom(&["embed", "--model", model, "--text", "x", "--pooling", "max"]);
     user_error(&o, &["max", "last, mean"]);
 }

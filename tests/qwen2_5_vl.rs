@@ -650,10 +650,20 @@ fn mismatched_placeholders_and_features_are_an_error() {
 /// every layer's pooled state matches transformers' (processor + model).
 #[test]
 fn embedder_from_raw_files_matches_transformers_on_every_case() {
-    use geom::model::{Cpu, Embedder, Item, Pooling};
+    embedder_matches::<geom::model::Cpu>("flex");
+}
+
+/// The same on the other CPU backend (Burn `ndarray`, GEMMs in OpenBLAS).
+#[test]
+fn ndarray_backend_matches_transformers_too() {
+    embedder_matches::<geom::model::NdArray>("ndarray");
+}
+
+fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
+    use geom::model::{Embedder, Item, Pooling};
 
     let device = Default::default();
-    let emb = Embedder::<Cpu>::from_dir(&root().join("model"), &device).unwrap();
+    let emb = Embedder::<B>::from_dir(&root().join("model"), &device).unwrap();
     let idx = index();
     let h = emb.model().config().text.hidden_size;
     let n_states = emb.model().n_hidden_states();
@@ -722,7 +732,9 @@ fn embedder_from_raw_files_matches_transformers_on_every_case() {
                 }
             }
         }
-        eprintln!("{name}: pooled states from raw files, max |geom - transformers| = {err:.2e}");
-        assert!(err < 1e-4, "{name}: pooled states differ by {err:e}");
+        eprintln!(
+            "{backend} {name}: pooled states from raw files, max |geom - transformers| = {err:.2e}"
+        );
+        assert!(err < 1e-4, "{backend} {name}: pooled states differ by {err:e}");
     }
 }

@@ -31,7 +31,7 @@ pub struct Args {
     /// last (the last real token, LCO-Emb's embedding), mean, or a position N (negative from the end).
     #[arg(long, default_value = "last")]
     pooling: String,
-    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    /// cpu (the default CPU backend), cpu:flex, cpu:ndarray, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Write the states as [layers, items, hidden] float32 .npy (the file must not exist).

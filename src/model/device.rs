@@ -1,4 +1,4 @@
-//! Device selection: `--device cpu | cuda | cuda:N`.
+//! Device selection: `--device cpu | cpu:flex | cpu:ndarray | cuda | cuda:N`.
 //!
 //! The model code is generic over the Burn backend; the CPU backend
 //! ([`super::Cpu`], Burn's `flex`) is always built, the CUDA backend
@@ -17,9 +17,14 @@ pub type Gpu = burn::backend::Cuda;
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
-    /// The CPU (`flex` backend), all cores (`RAYON_NUM_THREADS` limits them).
+    /// The CPU with the default backend ([`super::Cpu`]), all cores
+    /// (`RAYON_NUM_THREADS` limits them).
     #[default]
     Cpu,
+    /// The CPU with Burn's `flex` backend (`cpu:flex`).
+    CpuFlex,
+    /// The CPU with Burn's `ndarray` backend, GEMMs in the system OpenBLAS (`cpu:ndarray`).
+    CpuNdarray,
     /// CUDA device `N` (needs the `cuda` feature).
     Cuda(usize),
 }
@@ -28,6 +33,8 @@ impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::CpuFlex => f.write_str("cpu:flex"),
+            DeviceSpec::CpuNdarray => f.write_str("cpu:ndarray"),
             DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
         }
     }
@@ -38,12 +45,14 @@ impl FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, GeomError> {
         let spec = match s {
             "cpu" => DeviceSpec::Cpu,
+            "cpu:flex" => DeviceSpec::CpuFlex,
+            "cpu:ndarray" => DeviceSpec::CpuNdarray,
             "cuda" | "gpu" => DeviceSpec::Cuda(0),
             _ => match s.strip_prefix("cuda:").map(str::parse) {
                 Some(Ok(n)) => DeviceSpec::Cuda(n),
                 _ => {
                     return Err(GeomError::invalid(format!(
-                        "unknown device '{s}' (expected cpu, cuda or cuda:N)"
+                        "unknown device '{s}' (expected cpu, cpu:flex, cpu:ndarray, cuda or cuda:N)"
                     )))
                 }
             },
@@ -69,6 +78,16 @@ macro_rules! with_backend {
         match $spec {
             $crate::model::device::DeviceSpec::Cpu => {
                 type $b = $crate::model::Cpu;
+                let $device: burn::tensor::Device<$b> = Default::default();
+                $body
+            }
+            $crate::model::device::DeviceSpec::CpuFlex => {
+                type $b = $crate::model::Flex;
+                let $device: burn::tensor::Device<$b> = Default::default();
+                $body
+            }
+            $crate::model::device::DeviceSpec::CpuNdarray => {
+                type $b = $crate::model::NdArray;
                 let $device: burn::tensor::Device<$b> = Default::default();
                 $body
             }

@@ -36,8 +36,14 @@ pub use qwen2_5_vl::{ModelInputs, ModelOutput, Qwen2_5Vl};
 
 use crate::error::{GeomError, Result};
 
-/// The default CPU backend.
-pub type Cpu = burn::backend::Flex;
+/// Burn's `flex` CPU backend (GEMMs in the `gemm` crate).
+pub type Flex = burn::backend::Flex;
+
+/// Burn's `ndarray` CPU backend with GEMMs in the system OpenBLAS.
+pub type NdArray = burn_ndarray::NdArray<f32>;
+
+/// The default CPU backend (`--device cpu`).
+pub type Cpu = Flex;
 
 /// Loads the language decoder of a Qwen2.5-VL checkpoint folder; the vision
 /// tower's tensors (`visual.*`) are skipped on purpose, every other tensor
