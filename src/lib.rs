@@ -7,6 +7,7 @@
 //!
 //! The crate is organised as the flow of the data:
 //!
+//! * [`data`] — paired-dataset manifests and extraction into stores.
 //! * [`store`] — the HDF5 hidden-state store (schema version 1): writer with
 //!   resume, per-layer reader, `.npy` import.
 //! * [`metrics`] — anisotropy, exact cosine kNN, kernel alignment, statistics.
@@ -36,6 +37,7 @@
 extern crate blas_src;
 
 pub mod cli;
+pub mod data;
 pub mod error;
 #[cfg(feature = "model")]
 pub mod input;

@@ -735,6 +735,9 @@ fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
         eprintln!(
             "{backend} {name}: pooled states from raw files, max |geom - transformers| = {err:.2e}"
         );
-        assert!(err < 1e-4, "{backend} {name}: pooled states differ by {err:e}");
+        assert!(
+            err < 1e-4,
+            "{backend} {name}: pooled states differ by {err:e}"
+        );
     }
 }

@@ -10,6 +10,8 @@ mod common;
 mod demo;
 #[cfg(feature = "model")]
 mod embed;
+#[cfg(feature = "model")]
+mod extract;
 mod plot;
 mod store;
 
@@ -32,6 +34,9 @@ enum Command {
     /// Every layer's pooled hidden state of texts, images and videos, from a checkpoint folder.
     #[cfg(feature = "model")]
     Embed(embed::Args),
+    /// Every hidden state of every pair of a manifest, pooled, into a store.
+    #[cfg(feature = "model")]
+    Extract(extract::Args),
     /// Create and inspect hidden-state stores.
     #[command(subcommand)]
     Store(store::Command),
@@ -67,6 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => plot::run(a),
         #[cfg(feature = "model")]
         Command::Embed(a) => embed::run(a),
+        #[cfg(feature = "model")]
+        Command::Extract(a) => extract::run(a),
         Command::Store(c) => store::run(c),
     }
 }

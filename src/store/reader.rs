@@ -147,6 +147,11 @@ impl Store {
         })
     }
 
+    /// A string attribute of the root (empty when absent), e.g. `skipped`.
+    pub fn root_attr(&self, name: &str) -> String {
+        read_str_attr(&self.file, name)
+    }
+
     /// Path of the store.
     pub fn path(&self) -> &Path {
         &self.path

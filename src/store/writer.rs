@@ -135,6 +135,17 @@ impl StoreWriter {
         })
     }
 
+    /// Sets a string attribute on the root (extra metadata beyond schema
+    /// v1, such as the pairs an extraction skipped); flushed at once.
+    pub fn set_root_attr(&mut self, name: &str, value: &str) -> Result<()> {
+        let h = |e: hdf5::Error| GeomError::hdf5(&self.path, e);
+        if self.file.attr(name).is_ok() {
+            self.file.delete_attr(name).map_err(h)?;
+        }
+        write_str_attr(&self.file, name, value).map_err(h)?;
+        self.file.flush().map_err(h)
+    }
+
     /// Path of the store.
     pub fn path(&self) -> &Path {
         &self.path
