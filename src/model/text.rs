@@ -217,19 +217,28 @@ impl<B: Backend> TextModel<B> {
         let device = embeds.device();
         let [b, t, _] = embeds.dims();
         let rope = self.rope_tables(positions, &device);
-        let mask = additive_mask::<B>(b, t, attention_mask, &device);
+        let mask = additive_mask::<B>(
+            b,
+            self.config.num_attention_heads,
+            t,
+            attention_mask,
+            &device,
+        );
         let mut captures = Vec::new();
         if spec.wants(HookPoint::Embeddings) {
             captures.push((HookPoint::Embeddings, embeds.clone()));
         }
-        let mut x = embeds;
+        // The layers work on `[B·T, hidden]` rows: one large matrix product per
+        // projection instead of B small ones.
+        let h = self.config.hidden_size;
+        let mut x = embeds.reshape([b * t, h]);
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &rope, &mask);
+            x = layer.forward(x, [b, t], &rope, &mask);
             if spec.wants(HookPoint::ResidPost(i)) {
-                captures.push((HookPoint::ResidPost(i), x.clone()));
+                captures.push((HookPoint::ResidPost(i), x.clone().reshape([b, t, h])));
             }
         }
-        let out = self.norm.forward(x);
+        let out = self.norm.forward(x).reshape([b, t, h]);
         if spec.wants(HookPoint::FinalNorm) {
             captures.push((HookPoint::FinalNorm, out.clone()));
         }
@@ -283,17 +292,23 @@ struct Rope<B: Backend> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4>) -> Tensor<B, 3> {
+    fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        bt: [usize; 2],
+        rope: &Rope<B>,
+        mask: &Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
         let h = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rope, mask);
+                .forward(self.input_layernorm.forward(x), bt, rope, mask);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.down_proj
             .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
     }
@@ -301,17 +316,22 @@ impl<B: Backend> Mlp<B> {
 
 impl<B: Backend> Attention<B> {
     /// # Shapes
-    /// `x`: `[B, T, hidden]`; `mask`: `[B, 1, T, T]`.
+    /// `x`: `[B·T, hidden]` with `bt = [B, T]`; `mask`: `[B, heads, T, T]`.
     ///
     /// The scale `head_dim^-0.5` is applied to the rotated queries (folded
     /// into their rotary tables) rather than to the scores: the same
     /// product up to f32 rounding, one pass fewer over `[B, heads, T, T]`.
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: &Tensor<B, 4>) -> Tensor<B, 3> {
-        let [b, t, _] = x.dims();
+    fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        [b, t]: [usize; 2],
+        rope: &Rope<B>,
+        mask: &Tensor<B, 4>,
+    ) -> Tensor<B, 2> {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         // Projections are contiguous [B·T·heads, head_dim] rows: rotate there,
         // then split the heads out.
-        let rows = |y: Tensor<B, 3>, n: usize| y.reshape([b * t * n, hd]);
+        let rows = |y: Tensor<B, 2>, n: usize| y.reshape([b * t * n, hd]);
         let heads = |y: Tensor<B, 2>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let q = heads(rope.q.apply(rows(self.q_proj.forward(x.clone()), nh)), nh);
         let k = heads(rope.k.apply(rows(self.k_proj.forward(x.clone()), nkv)), nkv);
@@ -331,29 +351,36 @@ impl<B: Backend> Attention<B> {
         let scores = q.matmul(k.swap_dims(2, 3)) + mask.clone();
         let attn = softmax(scores, 3).matmul(v);
         self.o_proj
-            .forward(attn.swap_dims(1, 2).reshape([b, t, nh * hd]))
+            .forward(attn.swap_dims(1, 2).reshape([b * t, nh * hd]))
     }
 }
 
-/// Causal + key-padding mask, additive, `[B, 1, T, T]`.
+/// Causal + key-padding mask, additive, `[B, heads, T, T]` (materialised
+/// per head: adding a broadcast mask is a slow path on the CPU backend).
 fn additive_mask<B: Backend>(
     b: usize,
+    heads: usize,
     t: usize,
     attention_mask: Option<&[Vec<u8>]>,
     device: &B::Device,
 ) -> Tensor<B, 4> {
-    let mut m = vec![0f32; b * t * t];
+    let mut m = vec![0f32; b * heads * t * t];
     for bi in 0..b {
+        let block = &mut m[bi * heads * t * t..(bi + 1) * heads * t * t];
+        let (first, rest) = block.split_at_mut(t * t);
         for i in 0..t {
             for j in 0..t {
                 let pad = attention_mask.is_some_and(|am| am[bi][j] == 0);
                 if j > i || pad {
-                    m[(bi * t + i) * t + j] = MASKED;
+                    first[i * t + j] = MASKED;
                 }
             }
         }
+        for head in rest.chunks_exact_mut(t * t) {
+            head.copy_from_slice(first);
+        }
     }
-    Tensor::from_data(TensorData::new(m, [b, 1, t, t]), device)
+    Tensor::from_data(TensorData::new(m, [b, heads, t, t]), device)
 }
 
 /// Takes a tensor (zeros when it is missing: [`WeightMap::finish`] then
