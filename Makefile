@@ -8,7 +8,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config
 CARGO ?= cargo
 GEOM := target/debug/geom
 
-.PHONY: demo test deps pydeps build lint bench fixtures demo-store check-cuda
+.PHONY: demo test deps pydeps build lint bench bench-model fixtures demo-store check-cuda
 
 demo: build
 	$(GEOM) anisotropy --layers all --out figures
@@ -47,6 +47,11 @@ lint: deps
 # Side-by-side benchmark against the torch reference (see README, "Performance").
 bench: deps
 	bash scripts/bench_all.sh
+
+# Hidden-state extraction speed, geom vs transformers on a random-weight Qwen2.5-VL
+# (3B width, 4 layers; built once under /tmp/geom-bench-model; needs scripts/requirements-models.txt).
+bench-model: deps
+	python3 scripts/bench_model.py --ndarray
 
 # Regenerate the committed reference fixtures (needs scripts/requirements.txt).
 fixtures:

@@ -24,6 +24,11 @@
 //! plus the pooled last-token vectors of every layer, `pooled_last_token`
 //! `[L+1, B, H]`) of the last repeat to `WORK_DIR/geom_hidden_{kind}.safetensors`.
 //!
+//! `--ops` instead times the model's operations one by one at the benchmark's
+//! shapes (one decoder layer at 16 x 90 and 4 x 316, one vision block on 4096
+//! patches), plus alternatives (2-D GEMMs for the projections, Burn's fused
+//! `module::attention`), as `{"bench":"model_op",...}` lines.
+//!
 //! `--breakdown` adds, per kind, the time of the vision tower alone and of the
 //! decoder alone (same captures), median of the repeats, as
 //! `{"bench":"model_breakdown",...}` lines.
@@ -35,6 +40,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use geom::model::rope::{rope_index, VisualGrids};
 use geom::model::{pool, CaptureSpec, Cpu, ModelInputs, Pooling, Qwen2_5Vl};
@@ -148,11 +154,11 @@ fn read_inputs(file: &Path) -> ModelInputs {
 /// One extraction: forward with all hidden states, every capture to the host
 /// and pooled. Returns the final hidden state `[B·T·H]` and the pooled
 /// vectors `[L+1][B][H]`.
-fn extract(
-    model: &Qwen2_5Vl<Cpu>,
+fn extract<B: Backend>(
+    model: &Qwen2_5Vl<B>,
     inputs: &ModelInputs,
     spec: &CaptureSpec,
-    device: &burn::tensor::Device<Cpu>,
+    device: &burn::tensor::Device<B>,
 ) -> (Vec<f32>, Vec<Vec<Vec<f32>>>) {
     let out = model.forward(inputs, spec, device).expect("forward");
     let mut pooled = Vec::with_capacity(out.captures.len());
@@ -199,6 +205,7 @@ struct Args {
     repeats: usize,
     kinds: Vec<String>,
     breakdown: bool,
+    ops: bool,
     bench: bool,
 }
 
@@ -207,12 +214,14 @@ fn parse_args() -> Args {
     let mut repeats = 3;
     let mut kinds = vec!["text".to_string(), "image".to_string()];
     let mut breakdown = false;
+    let mut ops = false;
     let mut bench = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--bench" => bench = true,
             "--breakdown" => breakdown = true,
+            "--ops" => ops = true,
             "--repeats" => repeats = it.next().and_then(|v| v.parse().ok()).expect("--repeats N"),
             "--kinds" => {
                 kinds = it
@@ -231,6 +240,7 @@ fn parse_args() -> Args {
         repeats: repeats.max(1),
         kinds,
         breakdown,
+        ops,
         bench,
     }
 }
@@ -246,18 +256,42 @@ fn main() {
         );
         return;
     }
+    // GEOM_BENCH_BACKEND=ndarray times Burn's ndarray backend (OpenBLAS GEMMs)
+    // instead of flex; --ops and --breakdown are flex-only.
+    match std::env::var("GEOM_BENCH_BACKEND").as_deref() {
+        Ok("ndarray") => run::<geom::model::NdArray>(&args, &model_dir, "geom-ndarray"),
+        _ => run::<Cpu>(&args, &model_dir, "geom"),
+    }
+}
+
+fn run<B: Backend>(args: &Args, model_dir: &Path, name: &str)
+where
+    B::Device: Default,
+{
     let threads = rayon::current_num_threads();
-    let device = Default::default();
+    let device: burn::tensor::Device<B> = Default::default();
     let t0 = Instant::now();
-    let model = Qwen2_5Vl::<Cpu>::load(&model_dir, &device).expect("load");
+    let model = Qwen2_5Vl::<B>::load(model_dir, &device).expect("load");
     let load_s = t0.elapsed().as_secs_f64();
     let n_layers = model.config().text.num_hidden_layers;
     println!(
-        "{{\"bench\":\"model_load\",\"impl\":\"geom\",\"load_s\":{load_s:.3},\"rss_mb\":{:.1},\"peak_rss_mb\":{:.1},\"threads\":{threads}}}",
+        "{{\"bench\":\"model_load\",\"impl\":\"{name}\",\"load_s\":{load_s:.3},\"rss_mb\":{:.1},\"peak_rss_mb\":{:.1},\"threads\":{threads}}}",
         rss_mb(),
         peak_rss_mb()
     );
     let spec = CaptureSpec::hidden_states(n_layers);
+    if args.ops || args.breakdown {
+        let flex = std::any::TypeId::of::<B>() == std::any::TypeId::of::<Cpu>();
+        assert!(flex, "--ops and --breakdown time the flex backend only");
+    }
+    if args.ops {
+        let model = Qwen2_5Vl::<Cpu>::load(model_dir, &Default::default()).expect("load");
+        // The benchmark batches' shapes: text 16 x 90, image batch decoder 4 x 316, 4096 patches.
+        ops_decoder(&model, 16, 90, args.repeats, "decoder_layer_16x90");
+        ops_decoder(&model, 4, 316, args.repeats, "decoder_layer_4x316");
+        ops_vision(&model, 4096, args.repeats);
+        return;
+    }
 
     for kind in &args.kinds {
         let file = args.dir.join(format!("inputs_{kind}.safetensors"));
@@ -295,7 +329,7 @@ fn main() {
             &pooled,
         );
         println!(
-            "{{\"bench\":\"model\",\"impl\":\"geom\",\"kind\":\"{kind}\",\"batch\":{b},\"seq_len\":{t},\"real_tokens\":{n_tokens},\
+            "{{\"bench\":\"model\",\"impl\":\"{name}\",\"kind\":\"{kind}\",\"batch\":{b},\"seq_len\":{t},\"real_tokens\":{n_tokens},\
              \"image_patches\":{},\"threads\":{threads},\"warmup_ms\":{warm_ms:.1},\"ms_median\":{ms:.1},\"runs_ms\":[{}],\
              \"cpu_ms_median\":{cpu_ms:.0},\"samples_per_s\":{:.4},\"peak_rss_mb\":{:.1}}}",
             inputs.image_grids.iter().map(|g| g[0] * g[1] * g[2]).sum::<usize>(),
@@ -308,7 +342,15 @@ fn main() {
         );
 
         if args.breakdown {
-            breakdown(&model, &inputs, &spec, &device, kind, args.repeats);
+            let flex = Qwen2_5Vl::<Cpu>::load(model_dir, &Default::default()).expect("load");
+            breakdown(
+                &flex,
+                &inputs,
+                &spec,
+                &Default::default(),
+                kind,
+                args.repeats,
+            );
         }
     }
 }
@@ -433,4 +475,416 @@ fn breakdown(
         .collect::<Vec<_>>()
         .join(",");
     println!("{{\"bench\":\"model_breakdown\",\"impl\":\"geom\",\"kind\":\"{kind}\",{fields}}}");
+}
+
+// ---------------------------------------------------------------------------
+// `--ops`: the model's operations one by one, at the benchmark's shapes
+// ---------------------------------------------------------------------------
+//
+// The operations are written out here (same shapes, same Burn calls) rather
+// than called through the model, whose internals are private; the weights
+// of the Linear layers are the checkpoint's. Labels name what is computed;
+// where the model's code has changed, both formulations are timed.
+
+/// Accumulates per-operation timings (medians over repeats).
+#[derive(Default)]
+struct OpTimer {
+    names: Vec<String>,
+    runs: HashMap<String, Vec<f64>>,
+    flops: HashMap<String, f64>,
+}
+
+impl OpTimer {
+    fn t<R>(&mut self, name: &str, flops: f64, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        let s = t.elapsed().as_secs_f64();
+        if !self.runs.contains_key(name) {
+            self.names.push(name.to_string());
+        }
+        self.runs.entry(name.to_string()).or_default().push(s);
+        if flops > 0.0 {
+            self.flops.insert(name.to_string(), flops);
+        }
+        r
+    }
+
+    /// Prints one line per operation, the first (warm-up) run dropped.
+    fn emit(&self, group: &str) {
+        for n in &self.names {
+            let runs = &self.runs[n];
+            let ms = median(runs[1.min(runs.len() - 1)..].to_vec()) * 1e3;
+            let gf = self.flops.get(n).map_or(String::new(), |f| {
+                format!(",\"gflops\":{:.1}", f / (ms / 1e3) / 1e9)
+            });
+            println!(
+                "{{\"bench\":\"model_op\",\"impl\":\"geom\",\"group\":\"{group}\",\"op\":\"{n}\",\"ms\":{ms:.2}{gf}}}"
+            );
+        }
+    }
+}
+
+fn randn<const D: usize>(shape: [usize; D], device: &burn::tensor::Device<Cpu>) -> Tensor<Cpu, D> {
+    Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
+}
+
+/// `x·cos + rotate_half(x)·sin` with slices and a concatenation (last dim),
+/// the formulation of d303790.
+fn rotate_slices<const D: usize>(
+    x: Tensor<Cpu, D>,
+    cos: &Tensor<Cpu, D>,
+    sin: &Tensor<Cpu, D>,
+) -> Tensor<Cpu, D> {
+    let hd = x.dims()[D - 1];
+    let half = hd / 2;
+    let x1 = x.clone().narrow(D - 1, 0, half);
+    let x2 = x.clone().narrow(D - 1, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], D - 1);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// The `rotate_half` signed permutation matrix `R` (`x·R = [−x₂, x₁]`).
+fn half_turn(hd: usize, device: &burn::tensor::Device<Cpu>) -> Tensor<Cpu, 2> {
+    let half = hd / 2;
+    let mut r = vec![0f32; hd * hd];
+    for j in 0..half {
+        r[(j + half) * hd + j] = -1.0;
+        r[j * hd + j + half] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(r, [hd, hd]), device)
+}
+
+/// `x·cos + (x·R)·sin` on contiguous `[rows, hd]` with tables expanded to
+/// the same shape (the formulation of f185820).
+fn rotate_matmul(
+    x: Tensor<Cpu, 2>,
+    r: &Tensor<Cpu, 2>,
+    cos: &Tensor<Cpu, 2>,
+    sin: &Tensor<Cpu, 2>,
+) -> Tensor<Cpu, 2> {
+    let rotated = x.clone().matmul(r.clone());
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// One decoder layer's operations at `[b, t]`.
+fn ops_decoder(model: &Qwen2_5Vl<Cpu>, b: usize, t: usize, repeats: usize, group: &str) {
+    use burn::tensor::activation::{silu, softmax};
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let device = Default::default();
+    let cfg = &model.config().text;
+    let (h, nh, nkv, hd, inter) = (
+        cfg.hidden_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim(),
+        cfg.intermediate_size,
+    );
+    let layer = &model.text.layers[0];
+    let (att, mlp) = (&layer.self_attn, &layer.mlp);
+    let bt = (b * t) as f64;
+    let (qf, kf, mf) = (
+        2.0 * bt * (h * nh * hd) as f64,
+        2.0 * bt * (h * nkv * hd) as f64,
+        2.0 * bt * (h * inter) as f64,
+    );
+    let r = half_turn(hd, &device);
+    let mut tm = OpTimer::default();
+    for _ in 0..=repeats {
+        let x = randn([b, t, h], &device);
+        let cos = randn([b, 1, t, hd], &device);
+        let sin = randn([b, 1, t, hd], &device);
+        let mask = randn([b, 1, t, t], &device);
+        let xn = tm.t("rms_norm [B,T,H]", 0.0, || {
+            layer.input_layernorm.forward(x.clone())
+        });
+        // Projections on the 3-D input (batched GEMM, the weight broadcast over B)
+        // and on the flattened [B·T, H] input (one 2-D GEMM).
+        let q3 = tm.t("q_proj on 3-D [B,T,H]", qf, || {
+            att.q_proj.forward(xn.clone())
+        });
+        let k3 = tm.t("k_proj on 3-D [B,T,H]", kf, || {
+            att.k_proj.forward(xn.clone())
+        });
+        let v3 = att.v_proj.forward(xn.clone());
+        let _ = tm.t("q_proj on 2-D [B·T,H]", qf, || {
+            att.q_proj.forward(xn.clone().reshape([b * t, h]))
+        });
+        // Rotary, three formulations.
+        let heads = |y: Tensor<Cpu, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let _ = tm.t(
+            "rotate q,k: slices+cat on [B,nh,T,hd] views, cos [B,1,T,hd] broadcast (d303790)",
+            0.0,
+            || {
+                (
+                    rotate_slices(heads(q3.clone(), nh), &cos, &sin),
+                    rotate_slices(heads(k3.clone(), nkv), &cos, &sin),
+                )
+            },
+        );
+        let rows = |y: Tensor<Cpu, 3>, n: usize| y.reshape([b * t * n, hd]);
+        let cq = randn([b * t * nh, hd], &device);
+        let sq = randn([b * t * nh, hd], &device);
+        let ck = randn([b * t * nkv, hd], &device);
+        let sk = randn([b * t * nkv, hd], &device);
+        let _ = tm.t(
+            "rotate q,k: slices+cat on contiguous rows, tables expanded per (token, head)",
+            0.0,
+            || {
+                (
+                    rotate_slices(rows(q3.clone(), nh), &cq, &sq),
+                    rotate_slices(rows(k3.clone(), nkv), &ck, &sk),
+                )
+            },
+        );
+        let (q, k) = tm.t(
+            "rotate q,k: x·cos + (x·R)·sin on contiguous rows (f185820)",
+            0.0,
+            || {
+                (
+                    rotate_matmul(rows(q3.clone(), nh), &r, &cq, &sq),
+                    rotate_matmul(rows(k3.clone(), nkv), &r, &ck, &sk),
+                )
+            },
+        );
+        let _ = tm.t("  of which x·R (q, [B·T·nh,hd]x[hd,hd])", 0.0, || {
+            rows(q3.clone(), nh).matmul(r.clone())
+        });
+        let q = q.reshape([b, t, nh, hd]).swap_dims(1, 2);
+        let k = k.reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let v = v3.reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let rep = nh / nkv;
+        let expand = |y: Tensor<Cpu, 4>| {
+            y.unsqueeze_dim::<5>(2)
+                .repeat_dim(2, rep)
+                .reshape([b, nh, t, hd])
+        };
+        let (k, v) = tm.t("GQA expand k,v (repeat_dim)", 0.0, || {
+            (expand(k), expand(v))
+        });
+        let scale = (hd as f64).powf(-0.5);
+        let attn_flops = 2.0 * (b * nh * t * t * hd) as f64;
+        let scores = tm.t("scores q·kᵀ", attn_flops, || {
+            q.clone().matmul(k.clone().swap_dims(2, 3))
+        });
+        let _ = tm.t(
+            "scores ·scale + mask [B,1,T,T] broadcast (d303790)",
+            0.0,
+            || scores.clone() * scale + mask.clone(),
+        );
+        let _ = tm.t(
+            "scores + mask [B,1,T,T] broadcast (scale in q)",
+            0.0,
+            || scores.clone() + mask.clone(),
+        );
+        let mask_full = mask.clone().repeat_dim(1, nh);
+        let scores = tm.t("scores + mask expanded to [B,nh,T,T]", 0.0, || {
+            scores + mask_full.clone()
+        });
+        let p = tm.t("softmax [B,nh,T,T]", 0.0, || softmax(scores, 3));
+        let o = tm.t("probs·v", attn_flops, || p.matmul(v.clone()));
+        let o = tm.t("merge heads (swap_dims+reshape, copy)", 0.0, || {
+            o.swap_dims(1, 2).reshape([b, t, nh * hd])
+        });
+        let _ = tm.t(
+            "fused attention (burn module::attention, mask as bias)",
+            2.0 * attn_flops,
+            || {
+                attention(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    None,
+                    Some(mask.clone().expand([b, nh, t, t])),
+                    AttentionModuleOptions {
+                        scale: Some(scale),
+                        ..Default::default()
+                    },
+                )
+            },
+        );
+        let y = tm.t("o_proj on 3-D [B,T,H]", qf, || att.o_proj.forward(o));
+        let hres = tm.t("residual add", 0.0, || x + y);
+        let hn = layer.post_attention_layernorm.forward(hres.clone());
+        let g = tm.t("gate_proj on 3-D [B,T,H]", mf, || {
+            mlp.gate_proj.forward(hn.clone())
+        });
+        let u = tm.t("up_proj on 3-D [B,T,H]", mf, || {
+            mlp.up_proj.forward(hn.clone())
+        });
+        let _ = tm.t("silu(gate) alone (burn: x·sigmoid(x))", 0.0, || {
+            silu(g.clone())
+        });
+        let _ = tm.t("silu as x / (1 + exp(−x))", 0.0, || {
+            g.clone() / (g.clone().neg().exp() + 1.0)
+        });
+        let _ = tm.t("·up alone (same shape)", 0.0, || g.clone() * u.clone());
+        let a = tm.t("silu(gate)·up [B,T,I]", 0.0, || silu(g) * u);
+        let d = tm.t("down_proj on 3-D [B,T,I]", mf, || mlp.down_proj.forward(a));
+        let _ = tm.t("gate_proj on 2-D [B·T,H]", mf, || {
+            mlp.gate_proj.forward(hn.clone().reshape([b * t, h]))
+        });
+        let _ = tm.t("whole MLP on 3-D [B,T,H]", 3.0 * mf, || {
+            mlp.down_proj
+                .forward(silu(mlp.gate_proj.forward(hn.clone())) * mlp.up_proj.forward(hn.clone()))
+        });
+        let _ = tm.t("whole MLP on 2-D [B·T,H]", 3.0 * mf, || {
+            let x2 = hn.clone().reshape([b * t, h]);
+            mlp.down_proj
+                .forward(silu(mlp.gate_proj.forward(x2.clone())) * mlp.up_proj.forward(x2))
+                .reshape([b, t, h])
+        });
+        std::hint::black_box(hres + d);
+    }
+    tm.emit(group);
+}
+
+/// One vision block's operations on `n` patches: window attention in
+/// `n / 64` windows of 64 patches (the benchmark's 448×448 images) and full
+/// attention in 4 frames of `n / 4`; plus the merger.
+fn ops_vision(model: &Qwen2_5Vl<Cpu>, n: usize, repeats: usize) {
+    use burn::tensor::activation::{gelu, silu, softmax};
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let device = Default::default();
+    let cfg = &model.config().vision;
+    let (d, nh, inter) = (cfg.hidden_size, cfg.num_heads, cfg.intermediate_size);
+    let hd = d / nh;
+    let blk = &model.visual.blocks[0];
+    let nf = n as f64;
+    let r = half_turn(hd, &device);
+    let mut tm = OpTimer::default();
+    let perm: Vec<i64> = (0..n as i64).rev().collect();
+    let perm = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(perm, [n]), &device);
+    for _ in 0..=repeats {
+        let pix = randn([n, 1176], &device);
+        let x = tm.t(
+            "patch_embed [N,1176]x[1176,D]",
+            2.0 * nf * (1176 * d) as f64,
+            || model.visual.patch_embed.forward(pix),
+        );
+        let x = tm.t("select rows (window permutation)", 0.0, || {
+            x.select(0, perm.clone())
+        });
+        let xn = tm.t("rms_norm [N,D]", 0.0, || blk.norm1.forward(x.clone()));
+        // q, k, v as three [N,D]x[D,D] projections (a [D,3D] Linear costs the same).
+        let w = randn([d, d], &device);
+        let (q, k, v) = tm.t(
+            "q,k,v projections 3×[N,D]x[D,D]",
+            3.0 * 2.0 * nf * (d * d) as f64,
+            || {
+                let p = |x: Tensor<Cpu, 2>| x.matmul(w.clone());
+                (p(xn.clone()), p(xn.clone()), p(xn.clone()))
+            },
+        );
+        let cos = randn([n, 1, hd], &device);
+        let sin = randn([n, 1, hd], &device);
+        let _ = tm.t(
+            "rotate q,k: slices+cat, cos [N,1,hd] broadcast (d303790)",
+            0.0,
+            || {
+                (
+                    rotate_slices(q.clone().reshape([n, nh, hd]), &cos, &sin),
+                    rotate_slices(k.clone().reshape([n, nh, hd]), &cos, &sin),
+                )
+            },
+        );
+        let cf = randn([n * nh, hd], &device);
+        let sf = randn([n * nh, hd], &device);
+        let _ = tm.t(
+            "rotate q,k: slices+cat, tables expanded to [N·nh,hd]",
+            0.0,
+            || {
+                (
+                    rotate_slices(q.clone().reshape([n * nh, hd]), &cf, &sf),
+                    rotate_slices(k.clone().reshape([n * nh, hd]), &cf, &sf),
+                )
+            },
+        );
+        let (q, k) = tm.t(
+            "rotate q,k: x·cos + (x·R)·sin on [N·nh,hd] (f185820)",
+            0.0,
+            || {
+                (
+                    rotate_matmul(q.reshape([n * nh, hd]), &r, &cf, &sf),
+                    rotate_matmul(k.reshape([n * nh, hd]), &r, &cf, &sf),
+                )
+            },
+        );
+        let (q, k, v) = (
+            q.reshape([n, nh, hd]),
+            k.reshape([n, nh, hd]),
+            v.reshape([n, nh, hd]),
+        );
+        let scale = (hd as f64).powf(-0.5);
+        for (label, s) in [("window 64x64", n / 64), ("full 4x1024", 4usize)] {
+            let l = n / s;
+            let gather: Vec<i64> = (0..n as i64).collect();
+            let gather = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(gather, [n]), &device);
+            let pad = |y: Tensor<Cpu, 3>| {
+                y.select(0, gather.clone())
+                    .reshape([s, l, nh, hd])
+                    .swap_dims(1, 2)
+            };
+            let af = 2.0 * (s * nh * l * l * hd) as f64;
+            let (qs, ks, vs) = tm.t(
+                &format!("{label}: gather q,k,v (select+reshape+swap)"),
+                0.0,
+                || (pad(q.clone()), pad(k.clone()), pad(v.clone())),
+            );
+            let sc = tm.t(&format!("{label}: scores q·kᵀ"), af, || {
+                qs.clone().matmul(ks.clone().swap_dims(2, 3))
+            });
+            let p = tm.t(&format!("{label}: softmax"), 0.0, || softmax(sc, 3));
+            let o = tm.t(&format!("{label}: probs·v"), af, || p.matmul(vs.clone()));
+            let _ = tm.t(&format!("{label}: merge heads (swap+reshape)"), 0.0, || {
+                o.swap_dims(1, 2).reshape([s * l, d])
+            });
+            let _ = tm.t(
+                &format!("{label}: fused attention (burn module::attention)"),
+                2.0 * af,
+                || {
+                    attention(
+                        qs.clone(),
+                        ks.clone(),
+                        vs.clone(),
+                        None,
+                        None,
+                        AttentionModuleOptions {
+                            scale: Some(scale),
+                            ..Default::default()
+                        },
+                    )
+                },
+            );
+        }
+        let y = tm.t("proj [N,D]x[D,D]", 2.0 * nf * (d * d) as f64, || {
+            blk.attn.proj.forward(xn.clone())
+        });
+        let hres = tm.t("residual add [N,D]", 0.0, || x + y);
+        let hn = blk.norm2.forward(hres.clone());
+        let mf = 2.0 * nf * (d * inter) as f64;
+        let g = tm.t("gate_proj [N,D]x[D,I]", mf, || {
+            blk.mlp.gate_proj.forward(hn.clone())
+        });
+        let u = blk.mlp.up_proj.forward(hn.clone());
+        let a = tm.t("silu(gate)·up [N,I]", 0.0, || silu(g) * u);
+        let dn = tm.t("down_proj [N,I]x[I,D]", mf, || blk.mlp.down_proj.forward(a));
+        let out = hres + dn;
+        let m = &model.visual.merger;
+        let y = m.ln_q.forward(out).reshape([n / 4, 4 * d]);
+        let y = tm.t(
+            "merger fc1 [N/4,4D]x[4D,4D]",
+            2.0 * (n / 4) as f64 * (16 * d * d) as f64,
+            || m.fc1.forward(y),
+        );
+        let y = tm.t("merger gelu", 0.0, || gelu(y));
+        let y = tm.t(
+            "merger fc2 [N/4,4D]x[4D,out]",
+            2.0 * (n / 4) as f64 * (4 * d * cfg.out_hidden_size) as f64,
+            || m.fc2.forward(y),
+        );
+        std::hint::black_box(y);
+    }
+    tm.emit("vision_block");
 }
