@@ -211,3 +211,40 @@ fn killed_run_resumes_to_the_uninterrupted_values() {
         );
     }
 }
+
+#[test]
+fn presets_resolve_under_geom_data_or_say_where_they_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.h5");
+    let model = fx().join("model");
+    let run = |data: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_geom"))
+            .args([
+                "extract",
+                "--model",
+                model.to_str().unwrap(),
+                "--pairs",
+                "pixmo",
+            ])
+            .args(["--out", out.to_str().unwrap(), "--limit", "3"])
+            .env("GEOM_DATA", data)
+            .output()
+            .unwrap()
+    };
+    let o = run(dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("pixmo/pairs.jsonl") && err.contains("GEOM_DATA="),
+        "{err}"
+    );
+    // Put a manifest where the preset looks: it is found, --limit applies.
+    std::fs::create_dir_all(dir.path().join("pixmo")).unwrap();
+    let m = manifest(dir.path(), 5, None);
+    std::fs::rename(&m, dir.path().join("pixmo/pairs.jsonl")).unwrap();
+    let o = run(dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = Store::open(&out).unwrap();
+    assert_eq!(s.meta().dataset, "pixmo");
+    assert_eq!(s.modality("text").unwrap().n_rows, 3);
+}

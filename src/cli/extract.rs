@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::extract::{extract, ExtractOptions};
+use crate::data::preset::resolve_pairs;
 use crate::data::Manifest;
 use crate::error::GeomError;
 use crate::model::{DeviceSpec, Embedder};
@@ -14,9 +15,10 @@ pub struct Args {
     /// Checkpoint folder (Hugging Face layout).
     #[arg(long)]
     model: PathBuf,
-    /// The pairs: a JSONL manifest ({"id", "text", "image" | "video"} per line).
+    /// The pairs: a JSONL manifest ({"id", "text", "image" | "video"} per line), a preset
+    /// name (pixmo, msrvtt, audiocaps; data under $GEOM_DATA) or a preset .toml.
     #[arg(long)]
-    pairs: PathBuf,
+    pairs: String,
     /// Output store (.h5); must not exist unless --resume.
     #[arg(long)]
     out: PathBuf,
@@ -35,7 +37,7 @@ pub struct Args {
     /// Leave out pairs whose files are missing or corrupt (recorded in the store).
     #[arg(long)]
     skip_bad: bool,
-    /// Keep the first N pairs.
+    /// Keep the first N pairs (a preset's default: the paper's 1000).
     #[arg(long)]
     limit: Option<usize>,
     /// Keep a seeded random sample of N pairs (the paper used 1000).
@@ -55,19 +57,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.batch_size == 0 {
         return Err(GeomError::invalid("--batch-size must be at least 1").into());
     }
-    let mut manifest = Manifest::load(&a.pairs)?;
-    if let Some(n) = a.limit {
+    let pairs = resolve_pairs(&a.pairs)?;
+    let mut manifest = Manifest::load(&pairs.manifest)?;
+    if let Some(n) = a.limit.or(pairs.limit) {
         manifest = manifest.limit(n);
     }
     if let Some(n) = a.sample {
         manifest = manifest.sample(n, a.seed);
     }
-    let dataset = a.dataset.clone().unwrap_or_else(|| {
-        a.pairs
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let dataset = a.dataset.clone().unwrap_or(pairs.dataset);
     let opts = ExtractOptions {
         batch_size: a.batch_size,
         pooling,
