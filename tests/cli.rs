@@ -443,3 +443,53 @@ fn embed_writes_every_layer_and_rejects_bad_input() {
     let o = geom(&["embed", "--model", model, "--text", "x", "--pooling", "max"]);
     user_error(&o, &["max", "last, mean"]);
 }
+
+/// `geom compare`: before/after side by side with differences, the JSON
+/// curves, both figures; mismatched stores exit 2.
+#[test]
+fn compare_before_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_store(dir.path(), "a.h5", 40, 40);
+    let b = make_store(dir.path(), "b.h5", 40, 40);
+    let out = dir.path().join("cmp");
+    let o = geom(&[
+        "compare",
+        "--before",
+        &format!("base={}", a.display()),
+        "--after",
+        &format!("cl={}", b.display()),
+        "--format",
+        "json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let curves = j["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 3, "{j}"); // anisotropy text, image; mutual kNN image-text
+    assert_eq!(curves[2]["name"], "mutual_knn image-text");
+    for c in curves {
+        let (bf, af, d) = (&c["before"], &c["after"], &c["delta"]);
+        for i in 0..bf.as_array().unwrap().len() {
+            let want = af[i].as_f64().unwrap() - bf[i].as_f64().unwrap();
+            assert!((d[i].as_f64().unwrap() - want).abs() < 1e-12);
+        }
+    }
+    for f in [
+        "compare.json",
+        "compare.csv",
+        "compare-anisotropy.png",
+        "compare-alignment.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let c = make_store(dir.path(), "c.h5", 30, 30);
+    let o = geom(&[
+        "compare",
+        "--before",
+        a.to_str().unwrap(),
+        "--after",
+        c.to_str().unwrap(),
+    ]);
+    user_error(&o, &["c.h5", "same model depth and pairs"]);
+}

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod align;
 mod anisotropy;
 mod common;
+mod compare;
 mod demo;
 #[cfg(feature = "model")]
 mod embed;
@@ -31,6 +32,8 @@ enum Command {
     KernelAlign(align::Args),
     /// Draw figures from results written with --format json or --out.
     Plot(plot::Args),
+    /// A checkpoint before and after, side by side: anisotropy and mutual kNN per layer, with differences.
+    Compare(compare::Args),
     /// Every layer's pooled hidden state of texts, images and videos, from a checkpoint folder.
     #[cfg(feature = "model")]
     Embed(embed::Args),
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Anisotropy(a) => anisotropy::run(a),
         Command::KernelAlign(a) => align::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Compare(a) => compare::run(a),
         #[cfg(feature = "model")]
         Command::Embed(a) => embed::run(a),
         #[cfg(feature = "model")]
