@@ -248,3 +248,68 @@ fn presets_resolve_under_geom_data_or_say_where_they_looked() {
     assert_eq!(s.meta().dataset, "pixmo");
     assert_eq!(s.modality("text").unwrap().n_rows, 3);
 }
+
+/// `geom anisotropy --model DIR --pairs P` extracts into the cache once and
+/// reuses it; `geom compare` takes checkpoint folders the same way.
+#[test]
+fn analyses_on_a_model_use_the_extraction_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = manifest(dir.path(), 12, None);
+    let cache = dir.path().join("cache");
+    let model = fx().join("model");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        geom(&all, None)
+    };
+    let m = format!("base={}", model.display());
+    let first = run(&["anisotropy", "--model", &m, "--format", "json"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("extracting 12 pairs"),
+        "{}",
+        stderr(&first)
+    );
+    let second = run(&["anisotropy", "--model", &m, "--format", "json"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("using the cached"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(first.stdout, second.stdout);
+    let j: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(j["modalities"]["text"].as_array().unwrap().len(), 4);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    let o = run(&[
+        "kernel-align",
+        "--model",
+        &m,
+        "--k",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("using the cached"), "{}", stderr(&o));
+    // compare: the same weights in the flat hub layout give zero differences.
+    let after = format!("hub={}", fx().join("model_sharded").display());
+    let o = run(&[
+        "compare", "--before", &m, "--after", &after, "--k", "3", "--format", "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for c in j["curves"].as_array().unwrap() {
+        for d in c["delta"].as_array().unwrap() {
+            assert!(d.as_f64().unwrap().abs() < 1e-6, "{c}");
+        }
+    }
+    // --pairs without --model is an error.
+    let o = geom(&["anisotropy", "--pairs", pairs.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

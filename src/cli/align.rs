@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::common::{
     emit, open_stores, report_written, slug, synthetic_footnote, warn_if_synthetic, write_results,
-    StoreArg,
+    ModelSource, StoreArg,
 };
 use crate::error::GeomError;
 use crate::layers::parse_layers;
@@ -30,6 +30,8 @@ pub struct Args {
     /// Without --store, the embedded demo pair is used.
     #[arg(long = "store", value_name = "[LABEL=]PATH")]
     stores: Vec<StoreArg>,
+    #[command(flatten)]
+    source: ModelSource,
     /// First modality.
     #[arg(long, default_value = "image")]
     a: String,
@@ -108,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let k = metric.uses_k().then_some(args.k);
-    let stores = open_stores(&args.stores)?;
+    let stores = open_stores(&args.source.with_stores(&args.stores)?)?;
     let multi = stores.len() > 1;
     let mut written = Vec::new();
     let mut curves = Vec::new();

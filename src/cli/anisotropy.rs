@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::common::{
     emit, open_stores, parse_modalities, report_written, slug, synthetic_footnote,
-    warn_if_synthetic, write_results, StoreArg,
+    warn_if_synthetic, write_results, ModelSource, StoreArg,
 };
 use crate::layers::parse_layers;
 use crate::metrics::anisotropy::{anisotropy, anisotropy_centered, anisotropy_sampled, ZeroNorm};
@@ -40,6 +40,8 @@ pub struct Args {
     /// Without --store, the embedded demo pair is used.
     #[arg(long = "store", value_name = "[LABEL=]PATH")]
     stores: Vec<StoreArg>,
+    #[command(flatten)]
+    source: ModelSource,
     /// Layers: all, a list 0,5,10, a range 0..12, negative -1 (last).
     #[arg(long, default_value = "all")]
     layers: String,
@@ -87,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Variant::Centered => "anisotropy_centered",
         Variant::Sampled => "anisotropy_sampled",
     };
-    let stores = open_stores(&args.stores)?;
+    let stores = open_stores(&args.source.with_stores(&args.stores)?)?;
     let multi = stores.len() > 1;
     let mut reports = Vec::new();
     for (label, store) in &stores {

@@ -159,3 +159,51 @@ pub fn report_written(paths: &[PathBuf]) {
         eprintln!("wrote {}", p.display());
     }
 }
+
+/// `--model DIR --pairs P`: analyse checkpoints directly (their hidden
+/// states are extracted into a cache once, then reused).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelSource {
+    /// Checkpoint folder, `[LABEL=]DIR` (repeatable; e.g. before=base after=cl). Needs --pairs.
+    #[arg(long = "model", value_name = "[LABEL=]DIR")]
+    pub models: Vec<StoreArg>,
+    /// Pairs for --model: a preset (pixmo, msrvtt, audiocaps), a manifest .jsonl or a preset .toml.
+    #[arg(long)]
+    pub pairs: Option<String>,
+    /// Device for --model: cpu, cpu:flex, cpu:ndarray, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Items per forward pass for --model.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Cache of extracted stores (default $GEOM_CACHE, else $XDG_CACHE_HOME/geom, else ~/.cache/geom).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl ModelSource {
+    /// The given stores followed by the stores of the given checkpoints.
+    pub fn with_stores(&self, stores: &[StoreArg]) -> Result<Vec<StoreArg>> {
+        let mut all = stores.to_vec();
+        #[cfg(feature = "model")]
+        all.extend(super::source::model_stores(
+            &self.models,
+            self.pairs.as_deref(),
+            &self.device,
+            self.batch_size,
+            self.cache_dir.as_deref(),
+        )?);
+        #[cfg(not(feature = "model"))]
+        if !self.models.is_empty() {
+            return Err(GeomError::invalid(
+                "--model needs geom built with the `model` feature (the default)",
+            ));
+        }
+        if self.models.is_empty() && self.pairs.is_some() {
+            return Err(GeomError::invalid(
+                "--pairs needs --model (the checkpoint whose hidden states to extract)",
+            ));
+        }
+        Ok(all)
+    }
+}

@@ -9,7 +9,8 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::common::{
-    open_stores, report_written, synthetic_footnote, warn_if_synthetic, write_file, StoreArg,
+    open_stores, report_written, synthetic_footnote, warn_if_synthetic, write_file, ModelSource,
+    StoreArg,
 };
 use crate::error::GeomError;
 use crate::layers::parse_layers;
@@ -21,12 +22,14 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Store of the checkpoint before (label=path or path).
+    /// The checkpoint before: a store (.h5), or a checkpoint folder with --pairs.
     #[arg(long, value_name = "[LABEL=]PATH")]
     before: StoreArg,
-    /// Store of the checkpoint after, with the same pairs.
+    /// The checkpoint after, on the same pairs: a store, or a checkpoint folder with --pairs.
     #[arg(long, value_name = "[LABEL=]PATH")]
     after: StoreArg,
+    #[command(flatten)]
+    source: ModelSource,
     /// Layers (all, 0,5,10, 0..12, -1).
     #[arg(long, default_value = "all")]
     layers: String,
@@ -55,7 +58,25 @@ struct Curve {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let stores = open_stores(&[args.before.clone(), args.after.clone()])?;
+    if !args.source.models.is_empty() {
+        return Err(GeomError::invalid(
+            "compare takes its checkpoints as --before DIR --after DIR (with --pairs), not --model",
+        )
+        .into());
+    }
+    // Checkpoint folders are extracted (or found in the cache) first.
+    let mut sides = Vec::new();
+    for side in [&args.before, &args.after] {
+        let mut src = args.source.clone();
+        if side.path.is_dir() {
+            src.models = vec![side.clone()];
+            sides.extend(src.with_stores(&[])?);
+        } else {
+            src.pairs = None;
+            sides.extend(src.with_stores(std::slice::from_ref(side))?);
+        }
+    }
+    let stores = open_stores(&sides)?;
     let (before, after) = (&stores[0].1, &stores[1].1);
     for (label, store) in &stores {
         warn_if_synthetic(label, store);

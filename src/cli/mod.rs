@@ -14,6 +14,8 @@ mod embed;
 #[cfg(feature = "model")]
 mod extract;
 mod plot;
+#[cfg(feature = "model")]
+mod source;
 mod store;
 
 /// Layer-wise geometry of multimodal LLM hidden states.

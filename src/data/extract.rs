@@ -97,8 +97,9 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     Ok(format!("{:016x}", h.0))
 }
 
+/// FNV-1a 64 (fingerprints and cache keys; identification, not security).
 #[derive(Debug)]
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -107,7 +108,7 @@ impl Default for Fnv {
 }
 
 impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= b as u64;
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
