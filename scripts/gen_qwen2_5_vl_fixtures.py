@@ -592,6 +592,11 @@ def main() -> int:
         dict(name="batch_mixed", kind="batch",
              messages=[image_msg(["images/img_120x70.png"]), text_msg(MIXED_TEXT)],
              images=["img_120x70.png"], texts=[None, MIXED_TEXT]),
+        # every modality in one left-padded batch: a text, an image, a video
+        dict(name="batch_all", kind="batch",
+             messages=[text_msg(MIXED_TEXT), image_msg(["images/img_120x70.png"]),
+                       video_msg([rel(p) for p in frame_paths])],
+             images=["img_120x70.png"], texts=[MIXED_TEXT, None, None], with_video=True, fps=None),
     ]
 
     index = {
@@ -635,7 +640,7 @@ def main() -> int:
         images = [img[f] for f in case.get("images", [])]
         if images:
             kwargs["images"] = images
-        if case["kind"] == "video":
+        if case["kind"] == "video" or case.get("with_video"):
             kwargs["videos"] = [frames]
             if case["fps"] is not None:
                 kwargs["fps"] = case["fps"]
@@ -692,7 +697,8 @@ def main() -> int:
             tensors["second_per_grid_ts"] = torch.as_tensor(inputs["second_per_grid_ts"], dtype=torch.float32)
 
         # vision tower intermediates
-        assert len(captured) == (1 if ("pixel_values" in inputs or "pixel_values_videos" in inputs) else 0)
+        # one vision call per modality, images first; the vision.* keys describe the first
+        assert len(captured) == ("pixel_values" in inputs) + ("pixel_values_videos" in inputs)
         if captured:
             c = captured[0]
             grid = c["grid_thw"]
@@ -731,7 +737,8 @@ def main() -> int:
             "messages": case["messages"],
             "texts": case.get("texts"),
             "images": [rel(image_paths[f]) for f in case.get("images", [])],
-            "video_frames": [rel(p) for p in frame_paths] if case["kind"] == "video" else [],
+            "video_frames": [rel(p) for p in frame_paths]
+            if case["kind"] == "video" or case.get("with_video") else [],
             "processor_kwargs": {"padding": True, "padding_side": "left",
                                  **({"fps": case["fps"]} if case.get("fps") is not None else {})},
             "keys": {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}

@@ -107,7 +107,7 @@ fn images_match_the_fast_processor_on_every_case() {
         assert!(l_slow <= 6.0 + 1e-3, "{name}: {l_slow} levels from PIL");
         checked += 1;
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, 7);
 }
 
 #[test]
