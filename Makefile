@@ -16,6 +16,9 @@ demo: build
 
 test: deps pydeps
 	$(CARGO) test
+	# The notebooks-rs programs, run on the embedded demo stores.
+	$(CARGO) run -q --example sweep -- target/notebooks/sweep
+	$(CARGO) run -q --example custom_metric > target/notebooks/custom_metric.json
 
 build: deps
 	$(CARGO) build
