@@ -14,8 +14,11 @@
 //! * [`layers`] — the `--layers` selection language (`all`, `0,5,10`, `0..12`, `-1`).
 //! * [`report`] — tables, JSON and CSV in the documented formats.
 //! * [`plot`] — the paper's layer curves (Figures 1–2) and heatmaps.
-//! * [`model`] — Qwen2.5-VL in Burn: configuration, checkpoint loading, M-RoPE,
-//!   the language decoder with hook-point captures (cargo feature `model`, on by default).
+//! * [`model`] — Qwen2.5-VL in Burn: checkpoint loading, the vision tower and
+//!   the language decoder with hook-point captures, and [`model::Embedder`],
+//!   every layer's pooled state of texts, images and videos (cargo feature
+//!   `model`, on by default); [`input`] — tokenizer, chat template, image and
+//!   video preprocessing.
 //! * [`cli`] — the `geom` command line.
 
 //! ```
