@@ -2,7 +2,7 @@
 //!
 //! The model code is generic over the Burn backend; the CPU backend
 //! ([`super::Cpu`], Burn's `flex`) is always built, the CUDA backend
-//! ([`Gpu`]) with the cargo feature `cuda`. [`with_backend!`] runs one
+//! (`Gpu`) with the cargo feature `cuda`. `geom::with_backend!` runs one
 //! generic function on the backend a [`DeviceSpec`] names.
 
 use std::fmt;
