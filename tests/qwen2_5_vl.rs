@@ -659,6 +659,14 @@ fn ndarray_backend_matches_transformers_too() {
     embedder_matches::<geom::model::NdArray>("ndarray");
 }
 
+/// The same on the GPU (`cargo test --features cuda --test qwen2_5_vl`, on a
+/// machine with CUDA).
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_backend_matches_transformers_too() {
+    embedder_matches::<geom::model::device::Gpu>("cuda");
+}
+
 fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
     use geom::model::{Embedder, Item, Pooling};
 
