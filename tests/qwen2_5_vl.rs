@@ -749,3 +749,51 @@ fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
         );
     }
 }
+
+/// Vision attention in query row blocks (bounded memory for large images)
+/// gives the outputs of the one-block computation, up to f32 rounding (the
+/// matrix products are blocked differently).
+#[test]
+fn vision_attention_in_query_blocks_is_the_same() {
+    use geom::model::{Cpu, Qwen2_5Vl};
+
+    let device = Default::default();
+    let mut model = Qwen2_5Vl::<Cpu>::load(&root().join("model"), &device).unwrap();
+    for case in ["two_images", "video_0", "image_2"] {
+        let inputs = case_inputs(&root().join(format!("cases/{case}.safetensors")));
+        let (pixels, g) = if inputs.image_grids.is_empty() {
+            (
+                inputs.pixel_values_videos.clone(),
+                inputs.video_grids.clone(),
+            )
+        } else {
+            (inputs.pixel_values.clone(), inputs.image_grids.clone())
+        };
+        let n = pixels.len() / 1176;
+        let run = |m: &Qwen2_5Vl<Cpu>| -> Vec<f32> {
+            let x = burn::tensor::Tensor::<Cpu, 2>::from_data(
+                burn::tensor::TensorData::new(pixels.clone(), [n, 1176]),
+                &device,
+            );
+            let out = m.visual.forward(x, &g, &[]).unwrap();
+            out.embeds.into_data().to_vec().unwrap()
+        };
+        model.visual.set_score_budget(usize::MAX);
+        let whole = run(&model);
+        // 2 heads × 5 query rows × (window 16 or frame 24..96 keys) per block.
+        model.visual.set_score_budget(2 * 5 * 16);
+        let blocked = run(&model);
+        let err = whole
+            .iter()
+            .zip(&blocked)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-5, "{case}: {err:e}");
+        let want = floats(
+            &root().join(format!("cases/{case}.safetensors")),
+            "vision.output",
+        )
+        .unwrap();
+        assert!(max_abs(&blocked, &want) < 1e-4, "{case}");
+    }
+}

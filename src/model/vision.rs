@@ -44,6 +44,10 @@ pub const VISION_NORM_EPS: f64 = 1e-6;
 /// Rotary base of the vision tower.
 const VISION_ROPE_THETA: f32 = 10_000.0;
 
+/// Default cap on the attention scores a vision block holds at once:
+/// 2^27 floats = 512 MB (e.g. 16 heads × 8192 query rows × 1024 keys).
+pub const DEFAULT_SCORE_BUDGET: usize = 1 << 27;
+
 /// Additive mask value for padded keys.
 const MASKED: f32 = -1e30;
 
@@ -62,6 +66,8 @@ pub struct VisionAttention<B: Backend> {
     pub proj: Linear<B>,
     n_heads: usize,
     head_dim: usize,
+    /// Most attention scores held at once (floats); see [`VisionModel::set_score_budget`].
+    score_budget: usize,
 }
 
 /// Gated MLP with biases: `down(act(gate(x)) · up(x))`.
@@ -271,6 +277,7 @@ impl<B: Backend> VisionModel<B> {
                         proj: lin(w, "attn.proj", d, d),
                         n_heads: cfg.num_heads,
                         head_dim: d / cfg.num_heads,
+                        score_budget: DEFAULT_SCORE_BUDGET,
                     },
                     mlp: VisionMlp {
                         gate_proj: lin(w, "mlp.gate_proj", d, inter),
@@ -298,6 +305,16 @@ impl<B: Backend> VisionModel<B> {
             blocks,
             merger,
             config: cfg.clone(),
+        }
+    }
+
+    /// Caps the attention scores a block holds at once (in floats, per
+    /// segment batch): queries are processed in row blocks beyond it. The
+    /// outputs depend on it only through f32 rounding (≈1e-6); memory and
+    /// speed do.
+    pub fn set_score_budget(&mut self, floats: usize) {
+        for b in &mut self.blocks {
+            b.attn.score_budget = floats.max(1);
         }
     }
 
@@ -435,11 +452,29 @@ impl<B: Backend> VisionAttention<B> {
                 .reshape([s, l, nh, hd])
                 .swap_dims(1, 2)
         };
-        let mut scores = pad(q).matmul(pad(k).swap_dims(2, 3));
-        if let Some(mask) = &seg.key_mask {
-            scores = scores + mask.clone();
-        }
-        let out = softmax(scores, 3).matmul(pad(v)); // [s, nh, l, hd]
+        let (q, kt, v) = (pad(q), pad(k).swap_dims(2, 3), pad(v));
+        // Queries in row blocks so the scores never exceed `score_budget`
+        // floats (a full-attention block over one large image would
+        // otherwise hold heads × patches² of them). Each query row's softmax
+        // is over all keys either way: the result is the same up to f32
+        // rounding of the differently blocked matrix products.
+        let rows = (self.score_budget / (s * nh * l).max(1)).clamp(1, l);
+        let attend = |q: Tensor<B, 4>| {
+            let mut scores = q.matmul(kt.clone());
+            if let Some(mask) = &seg.key_mask {
+                scores = scores + mask.clone();
+            }
+            softmax(scores, 3).matmul(v.clone())
+        };
+        let out = if rows >= l {
+            attend(q) // [s, nh, l, hd]
+        } else {
+            let blocks = (0..l)
+                .step_by(rows)
+                .map(|r| attend(q.clone().narrow(2, r, rows.min(l - r))))
+                .collect();
+            Tensor::cat(blocks, 2)
+        };
         let out = out.swap_dims(1, 2).reshape([s * l, d]);
         let out = if seg.padded {
             out.select(0, seg.scatter.clone())
