@@ -200,6 +200,22 @@ fn rope_index_matches_get_rope_index_on_every_case() {
     }
 }
 
+/// Max |geom − reference| of one `[B, T, H]` state against layer `l` of a
+/// stacked `[L+1, B, T, H]` reference, at the real (unpadded) positions.
+fn state_err(got: &[f32], want: &[f64], l: usize, mask: &[Vec<u8>], h: usize) -> f64 {
+    let (b, t) = (mask.len(), mask[0].len());
+    let mut err = 0f64;
+    for bi in 0..b {
+        for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
+            for d in 0..h {
+                let g = got[(bi * t + ti) * h + d] as f64;
+                err = err.max((g - want[((l * b + bi) * t + ti) * h + d]).abs());
+            }
+        }
+    }
+    err
+}
+
 /// Every hidden state of the text cases (single prompts and a left-padded
 /// batch) within 1e-4 of transformers, at the real (unpadded) positions;
 /// pooled last-token and mean vectors likewise.
@@ -238,16 +254,7 @@ fn text_decoder_hidden_states_match_transformers() {
         assert_eq!(out.captures.len(), cfg.text.num_hidden_layers + 1);
         for (l, (point, state)) in out.captures.iter().enumerate() {
             let got: Vec<f32> = state.clone().into_data().to_vec().unwrap();
-            let mut max_err = 0f64;
-            for bi in 0..b {
-                for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
-                    for d in 0..h {
-                        let g = got[(bi * t + ti) * h + d] as f64;
-                        let w = want[((l * b + bi) * t + ti) * h + d];
-                        max_err = max_err.max((g - w).abs());
-                    }
-                }
-            }
+            let max_err = state_err(&got, &want, l, &mask, h);
             eprintln!("{name}: {point} max |geom - transformers| = {max_err:.2e}");
             assert!(max_err < 1e-4, "{name}: {point} differs by {max_err:e}");
         }
@@ -526,15 +533,7 @@ fn whole_model_hidden_states_match_transformers_on_every_case() {
             assert_eq!(out.captures.len(), l + 1);
             for (li, (point, state)) in out.captures.iter().enumerate() {
                 let got: Vec<f32> = state.clone().into_data().to_vec().unwrap();
-                let mut err = 0f64;
-                for bi in 0..b {
-                    for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
-                        for d in 0..h {
-                            let g = got[(bi * t + ti) * h + d] as f64;
-                            err = err.max((g - want[((li * b + bi) * t + ti) * h + d]).abs());
-                        }
-                    }
-                }
+                let err = state_err(&got, &want, li, &mask, h);
                 worst = worst.max(err);
                 assert!(err < 1e-4, "{dir}/{name}: {point} differs by {err:e}");
             }

@@ -167,13 +167,20 @@ pub struct ModelSource {
     /// Checkpoint folder, `[LABEL=]DIR` (repeatable; e.g. before=base after=cl). Needs --pairs.
     #[arg(long = "model", value_name = "[LABEL=]DIR")]
     pub models: Vec<StoreArg>,
-    /// Pairs for --model: a preset (pixmo, msrvtt, audiocaps), a manifest .jsonl or a preset .toml.
+    #[command(flatten)]
+    pub extraction: Extraction,
+}
+
+/// How checkpoints given instead of stores are extracted.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Extraction {
+    /// Pairs for checkpoint folders: a preset (pixmo, msrvtt, audiocaps), a manifest .jsonl or a preset .toml.
     #[arg(long)]
     pub pairs: Option<String>,
-    /// Device for --model: cpu, cpu:flex, cpu:ndarray, cuda or cuda:N.
+    /// Device for checkpoint folders: cpu, cpu:flex, cpu:ndarray, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Items per forward pass for --model.
+    /// Items per forward pass when extracting.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Cache of extracted stores (default $GEOM_CACHE, else $XDG_CACHE_HOME/geom, else ~/.cache/geom).
@@ -185,25 +192,34 @@ impl ModelSource {
     /// The given stores followed by the stores of the given checkpoints.
     pub fn with_stores(&self, stores: &[StoreArg]) -> Result<Vec<StoreArg>> {
         let mut all = stores.to_vec();
+        all.extend(self.extraction.stores_of(&self.models)?);
+        Ok(all)
+    }
+}
+
+impl Extraction {
+    /// The stores of checkpoint folders (`[LABEL=]DIR`), extracting what
+    /// the cache does not hold yet.
+    pub fn stores_of(&self, models: &[StoreArg]) -> Result<Vec<StoreArg>> {
+        if models.is_empty() {
+            if self.pairs.is_some() {
+                return Err(GeomError::invalid(
+                    "--pairs needs a checkpoint folder (--model DIR) whose hidden states to extract",
+                ));
+            }
+            return Ok(Vec::new());
+        }
         #[cfg(feature = "model")]
-        all.extend(super::source::model_stores(
-            &self.models,
+        return super::source::model_stores(
+            models,
             self.pairs.as_deref(),
             &self.device,
             self.batch_size,
             self.cache_dir.as_deref(),
-        )?);
+        );
         #[cfg(not(feature = "model"))]
-        if !self.models.is_empty() {
-            return Err(GeomError::invalid(
-                "--model needs geom built with the `model` feature (the default)",
-            ));
-        }
-        if self.models.is_empty() && self.pairs.is_some() {
-            return Err(GeomError::invalid(
-                "--pairs needs --model (the checkpoint whose hidden states to extract)",
-            ));
-        }
-        Ok(all)
+        Err(GeomError::invalid(
+            "checkpoint folders need geom built with the `model` feature (the default)",
+        ))
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::common::{
-    open_stores, report_written, synthetic_footnote, warn_if_synthetic, write_file, ModelSource,
+    open_stores, report_written, synthetic_footnote, warn_if_synthetic, write_file, Extraction,
     StoreArg,
 };
 use crate::error::GeomError;
@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, value_name = "[LABEL=]PATH")]
     after: StoreArg,
     #[command(flatten)]
-    source: ModelSource,
+    extraction: Extraction,
     /// Layers (all, 0,5,10, 0..12, -1).
     #[arg(long, default_value = "all")]
     layers: String,
@@ -58,22 +58,19 @@ struct Curve {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !args.source.models.is_empty() {
+    // Checkpoint folders are extracted (or found in the cache) first.
+    if args.extraction.pairs.is_some() && !args.before.path.is_dir() && !args.after.path.is_dir() {
         return Err(GeomError::invalid(
-            "compare takes its checkpoints as --before DIR --after DIR (with --pairs), not --model",
+            "--pairs applies to checkpoint folders, but --before and --after are stores",
         )
         .into());
     }
-    // Checkpoint folders are extracted (or found in the cache) first.
     let mut sides = Vec::new();
     for side in [&args.before, &args.after] {
-        let mut src = args.source.clone();
         if side.path.is_dir() {
-            src.models = vec![side.clone()];
-            sides.extend(src.with_stores(&[])?);
+            sides.extend(args.extraction.stores_of(std::slice::from_ref(side))?);
         } else {
-            src.pairs = None;
-            sides.extend(src.with_stores(std::slice::from_ref(side))?);
+            sides.push(side.clone());
         }
     }
     let stores = open_stores(&sides)?;

@@ -39,21 +39,8 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-/// Parses `last`, `mean` or an integer position.
-pub fn parse_pooling(s: &str) -> crate::Result<Pooling> {
-    match s {
-        "last" | "last-token" => Ok(Pooling::LastToken),
-        "mean" => Ok(Pooling::Mean),
-        _ => s.parse().map(Pooling::Position).map_err(|_| {
-            GeomError::invalid(format!(
-                "unknown pooling '{s}' (expected last, mean or a token position such as -2)"
-            ))
-        }),
-    }
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let pooling = parse_pooling(&a.pooling)?;
+    let pooling: Pooling = a.pooling.parse()?;
     let device: DeviceSpec = a.device.parse()?;
     if let Some(out) = &a.out {
         if out.exists() {

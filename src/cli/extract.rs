@@ -6,9 +6,7 @@ use crate::data::extract::{extract, ExtractOptions};
 use crate::data::preset::resolve_pairs;
 use crate::data::Manifest;
 use crate::error::GeomError;
-use crate::model::{DeviceSpec, Embedder};
-
-use super::embed::parse_pooling;
+use crate::model::{DeviceSpec, Embedder, Pooling};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,7 +50,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let pooling = parse_pooling(&a.pooling)?;
+    let pooling: Pooling = a.pooling.parse()?;
     let device: DeviceSpec = a.device.parse()?;
     if a.batch_size == 0 {
         return Err(GeomError::invalid("--batch-size must be at least 1").into());

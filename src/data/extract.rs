@@ -71,15 +71,6 @@ pub struct ExtractReport {
     pub seconds: f64,
 }
 
-/// The name of a pooling as stored (`last`, `mean`, `position:N`).
-pub fn pooling_name(p: Pooling) -> String {
-    match p {
-        Pooling::LastToken => "last".into(),
-        Pooling::Mean => "mean".into(),
-        Pooling::Position(n) => format!("position:{n}"),
-    }
-}
-
 /// A hash of the checkpoint's `config.json` and of every tensor's name,
 /// dtype and shape (the weights index), as 16 hex digits (FNV-1a 64): the
 /// same checkpoint gives the same fingerprint wherever it lives.
@@ -174,7 +165,7 @@ pub fn extract<B: Backend>(
         model: model_dir.display().to_string(),
         model_fingerprint: model_fingerprint(model_dir)?,
         dataset: dataset.to_string(),
-        pooling: pooling_name(opts.pooling),
+        pooling: opts.pooling.to_string(),
         created_by: format!("geom {}", env!("CARGO_PKG_VERSION")),
     };
     let prompt = |m: &str| -> String {

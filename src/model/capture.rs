@@ -126,6 +126,33 @@ pub enum Pooling {
     Position(i64),
 }
 
+/// `last`, `mean` or the position (`-2`): the names of `--pooling` and of
+/// the store's `pooling` attribute.
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pooling::LastToken => f.write_str("last"),
+            Pooling::Mean => f.write_str("mean"),
+            Pooling::Position(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for Pooling {
+    type Err = GeomError;
+    fn from_str(s: &str) -> Result<Self, GeomError> {
+        match s {
+            "last" | "last-token" => Ok(Pooling::LastToken),
+            "mean" => Ok(Pooling::Mean),
+            _ => s.parse().map(Pooling::Position).map_err(|_| {
+                GeomError::invalid(format!(
+                    "unknown pooling '{s}' (expected last, mean or a token position such as -2)"
+                ))
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +168,10 @@ mod tests {
             assert_eq!(p.to_string().parse::<HookPoint>().unwrap(), p);
         }
         assert!("layers.x.resid_post".parse::<HookPoint>().is_err());
+        for p in [Pooling::LastToken, Pooling::Mean, Pooling::Position(-2)] {
+            assert_eq!(p.to_string().parse::<Pooling>().unwrap(), p);
+        }
+        assert!("max".parse::<Pooling>().is_err());
         let hs = CaptureSpec::hidden_states(3);
         assert_eq!(
             hs.points,

@@ -308,7 +308,8 @@ impl<B: Backend> DecoderLayer<B> {
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `[rows, hidden]` → `[rows, hidden]`.
+    pub(crate) fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.down_proj
             .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
     }
@@ -405,19 +406,29 @@ pub(crate) fn linear<B: Backend>(
     device: &B::Device,
 ) -> Linear<B> {
     let weight = take(w, &format!("{prefix}.weight"), &[d_out, d_in]);
-    let mut t = vec![0f32; d_in * d_out];
-    for o in 0..d_out {
-        for i in 0..d_in {
-            t[i * d_out + o] = weight[o * d_in + i];
-        }
-    }
     Linear {
-        weight: Param::from_tensor(tensor2(t, [d_in, d_out], device)),
+        weight: Param::from_tensor(transposed(&weight, d_out, d_in, device)),
         bias: bias.then(|| {
             let v = take(w, &format!("{prefix}.bias"), &[d_out]);
             Param::from_tensor(Tensor::from_data(TensorData::new(v, [d_out]), device))
         }),
     }
+}
+
+/// A PyTorch `[out, in]` row-major matrix as Burn's `[in, out]`.
+pub(crate) fn transposed<B: Backend>(
+    w: &[f32],
+    out: usize,
+    inp: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let mut t = vec![0f32; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i];
+        }
+    }
+    tensor2(t, [inp, out], device)
 }
 
 pub(crate) fn rms_norm<B: Backend>(

@@ -28,14 +28,14 @@
 
 use burn::module::Param;
 use burn::nn::{Linear, RmsNorm};
-use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::VisionConfig;
 use super::load::WeightMap;
 use super::rotary::Rotary;
-use super::text::{linear, rms_norm, take};
+use super::text::{linear, rms_norm, take, transposed, Mlp};
 use crate::error::{GeomError, Result};
 
 /// The vision RMSNorm epsilon (hard-coded in the reference, not configurable).
@@ -70,17 +70,6 @@ pub struct VisionAttention<B: Backend> {
     score_budget: usize,
 }
 
-/// Gated MLP with biases: `down(act(gate(x)) · up(x))`.
-#[derive(Debug)]
-pub struct VisionMlp<B: Backend> {
-    /// `[hidden, intermediate]`.
-    pub gate_proj: Linear<B>,
-    /// `[hidden, intermediate]`.
-    pub up_proj: Linear<B>,
-    /// `[intermediate, hidden]`.
-    pub down_proj: Linear<B>,
-}
-
 /// One pre-norm vision block.
 #[derive(Debug)]
 pub struct VisionBlock<B: Backend> {
@@ -90,8 +79,8 @@ pub struct VisionBlock<B: Backend> {
     pub norm2: RmsNorm<B>,
     /// Attention.
     pub attn: VisionAttention<B>,
-    /// MLP.
-    pub mlp: VisionMlp<B>,
+    /// SiLU-gated MLP (the decoder's, here with biases).
+    pub mlp: Mlp<B>,
 }
 
 /// The patch merger: `ln_q`, then `mlp.0 → GELU → mlp.2` on `merge²` patches at a time.
@@ -279,7 +268,7 @@ impl<B: Backend> VisionModel<B> {
                         head_dim: d / cfg.num_heads,
                         score_budget: DEFAULT_SCORE_BUDGET,
                     },
-                    mlp: VisionMlp {
+                    mlp: Mlp {
                         gate_proj: lin(w, "mlp.gate_proj", d, inter),
                         up_proj: lin(w, "mlp.up_proj", d, inter),
                         down_proj: lin(w, "mlp.down_proj", inter, d),
@@ -410,13 +399,6 @@ impl<B: Backend> VisionBlock<B> {
     }
 }
 
-impl<B: Backend> VisionMlp<B> {
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.down_proj
-            .forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
-    }
-}
-
 impl<B: Backend> PatchMerger<B> {
     fn forward(&self, x: Tensor<B, 2>, unit: usize) -> Tensor<B, 2> {
         let [n, d] = x.dims();
@@ -476,7 +458,7 @@ impl<B: Backend> VisionAttention<B> {
             Tensor::cat(blocks, 2)
         };
         let out = out.swap_dims(1, 2).reshape([s * l, d]);
-        let out = if seg.padded {
+        let out = if seg.key_mask.is_some() {
             out.select(0, seg.scatter.clone())
         } else {
             out
@@ -517,9 +499,9 @@ struct Segments<B: Backend> {
     gather: Tensor<B, 1, Int>,
     /// Padded slot of each input row (`n`).
     scatter: Tensor<B, 1, Int>,
-    /// `[count, 1, 1, longest]` additive key mask, when any segment is short.
+    /// `[count, 1, 1, longest]` additive key mask, when any segment is
+    /// short (and only then are there padded slots to drop).
     key_mask: Option<Tensor<B, 4>>,
-    padded: bool,
 }
 
 impl<B: Backend> Segments<B> {
@@ -548,7 +530,6 @@ impl<B: Backend> Segments<B> {
             scatter: index_tensor(&scatter, device),
             key_mask: padded
                 .then(|| Tensor::from_data(TensorData::new(mask, [count, 1, 1, longest]), device)),
-            padded,
         }
     }
 }
@@ -556,15 +537,4 @@ impl<B: Backend> Segments<B> {
 pub(crate) fn index_tensor<B: Backend>(idx: &[usize], device: &B::Device) -> Tensor<B, 1, Int> {
     let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
     Tensor::from_data(TensorData::new(v, [idx.len()]), device)
-}
-
-/// `[out, in]` row-major → Burn's `[in, out]`.
-fn transposed<B: Backend>(w: &[f32], out: usize, inp: usize, device: &B::Device) -> Tensor<B, 2> {
-    let mut t = vec![0f32; w.len()];
-    for o in 0..out {
-        for i in 0..inp {
-            t[i * out + o] = w[o * inp + i];
-        }
-    }
-    Tensor::from_data(TensorData::new(t, [inp, out]), device)
 }
