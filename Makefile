@@ -8,17 +8,20 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config
 CARGO ?= cargo
 GEOM := target/debug/geom
 
-.PHONY: demo test deps pydeps build lint bench bench-model fixtures demo-store check-cuda
+.PHONY: demo test deps pydeps build lint bench bench-model fixtures demo-assets check-cuda
 
+# The embedded default (a tiny checkpoint pair on 256 drawn image–caption pairs):
+# extracted once into the cache, then analysed; figures under figures/.
 demo: build
 	$(GEOM) anisotropy --layers all --out figures
 	$(GEOM) kernel-align --layers all --out figures
+	$(GEOM) compare --out figures
 
 test: deps pydeps
 	$(CARGO) test
-	# The notebooks-rs programs, run on the embedded demo stores.
+	# The notebooks-rs programs, run on the embedded demo (checkpoints extracted into the cache).
 	$(CARGO) run -q --example sweep -- target/notebooks/sweep
-	$(CARGO) run -q --example custom_metric > target/notebooks/custom_metric.json
+	mkdir -p target/notebooks && $(CARGO) run -q --example custom_metric > target/notebooks/custom_metric.json
 
 build: deps
 	$(CARGO) build
@@ -60,5 +63,6 @@ bench-model: deps
 fixtures:
 	python3 scripts/gen_metric_fixtures.py
 
-demo-store:
-	python3 scripts/make_demo_store.py
+# Regenerate the embedded demo's sample and "before" checkpoint (needs scripts/requirements-models.txt).
+demo-assets:
+	python3 scripts/make_demo_assets.py

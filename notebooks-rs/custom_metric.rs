@@ -4,10 +4,14 @@
 //! embeddings (exp of the entropy of the normalised singular-value spectrum,
 //! Roy & Vetterli 2007) beside geom's anisotropy, and writes one JSON object.
 //!
-//! Run: `cargo run --example custom_metric -- [STORE.h5]` (default: the demo's "before" store).
+//! Run: `cargo run --example custom_metric -- [STORE.h5]` (default: the
+//! embedded demo's "before" checkpoint on its pairs, extracted into geom's
+//! cache on first use).
 
 use std::path::PathBuf;
 
+use geom::data::cache::{cached_store, CacheOptions};
+use geom::data::demo::Demo;
 use geom::metrics::{anisotropy, ZeroNorm};
 use geom::store::Store;
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -37,10 +41,14 @@ fn effective_rank(x: &Array2<f32>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo/before.h5"));
+    let path = match std::env::args().nth(1) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let demo = Demo::materialize()?;
+            let (dir, c) = demo.before();
+            cached_store(&dir, &c.label, "demo", &CacheOptions::default())?
+        }
+    };
     let store = Store::open(&path)?;
     let mut out = serde_json::Map::new();
     for m in store.modalities() {

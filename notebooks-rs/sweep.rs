@@ -1,12 +1,18 @@
-//! A sweep over several stores (checkpoints): per-layer anisotropy and
-//! mutual-kNN alignment with chance level and bootstrap intervals, one JSON
-//! file per store, and a combined Figure 2-style plot.
+//! A sweep over several checkpoints (or stores): per-layer text anisotropy
+//! and image–text mutual-kNN alignment with chance level and bootstrap
+//! intervals, one JSON file per checkpoint, and a combined Figure 2-style
+//! plot.
 //!
-//! Run: `cargo run --example sweep -- OUT_DIR [LABEL=STORE.h5 ...]`
-//! (default: the demo's before/after stores, into `target/sweep`).
+//! Run: `cargo run --example sweep -- OUT_DIR [--pairs P] [LABEL=PATH ...]`
+//! where PATH is a checkpoint folder (its hidden states on the pairs are
+//! extracted into geom's cache once, then reused) or a store `.h5`.
+//! Default: the embedded demo's two checkpoints on its own pairs, into
+//! `target/sweep`.
 
 use std::path::PathBuf;
 
+use geom::data::cache::{cached_store, CacheOptions};
+use geom::data::demo::Demo;
 use geom::metrics::modes::{layerwise, StatsOptions};
 use geom::metrics::{anisotropy, AlignOptions, Metric, ZeroNorm};
 use geom::plot::{figure2, render_lines, ImageFormat, Series};
@@ -14,22 +20,41 @@ use geom::store::Store;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut pairs = None;
+    if let Some(i) = args.iter().position(|a| a == "--pairs") {
+        pairs = Some(args.get(i + 1).ok_or("--pairs needs a value")?.clone());
+        args.drain(i..i + 2);
+    }
+    let mut args = args.into_iter();
     let out = args
         .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/sweep"));
-    let mut stores: Vec<(String, PathBuf)> = args
+    let mut models: Vec<(String, PathBuf)> = args
         .map(|a| match a.split_once('=') {
             Some((l, p)) => (l.to_string(), PathBuf::from(p)),
             None => (a.clone(), PathBuf::from(&a)),
         })
         .collect();
-    if stores.is_empty() {
-        stores = vec![
-            ("before CL".into(), root.join("assets/demo/before.h5")),
-            ("after CL".into(), root.join("assets/demo/after.h5")),
-        ];
+    if models.is_empty() {
+        let demo = Demo::materialize()?;
+        println!("sweep over the {}", demo.provenance());
+        for (path, c) in [demo.before(), demo.after()] {
+            models.push((c.label.clone(), path));
+        }
+        pairs.get_or_insert_with(|| "demo".to_string());
+    }
+    // Checkpoint folders become their (cached) stores on the pairs.
+    let mut stores = Vec::new();
+    for (label, path) in models {
+        let store = if path.is_dir() {
+            let pairs = pairs.as_deref().ok_or("checkpoint folders need --pairs")?;
+            cached_store(&path, &label, pairs, &CacheOptions::default())?
+        } else {
+            path
+        };
+        stores.push((label, store));
     }
     std::fs::create_dir_all(&out)?;
     let opts = AlignOptions {

@@ -180,7 +180,8 @@ def training_sentences() -> list[str]:
     return out
 
 
-def build_tokenizer() -> Qwen2TokenizerFast:
+def build_tokenizer(sentences: list[str] | None = None, vocab_size: int = BPE_VOCAB_SIZE) -> Qwen2TokenizerFast:
+    """The tiny byte-level BPE tokenizer; by default trained on :func:`training_sentences`."""
     tok = tokenizers.Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -190,14 +191,14 @@ def build_tokenizer() -> Qwen2TokenizerFast:
     tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB_SIZE,
+        vocab_size=vocab_size,
         min_frequency=2,
         show_progress=False,
         special_tokens=[],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(training_sentences(), trainer=trainer)
-    assert tok.get_vocab_size() == BPE_VOCAB_SIZE, tok.get_vocab_size()
+    tok.train_from_iterator(training_sentences() if sentences is None else sentences, trainer=trainer)
+    assert tok.get_vocab_size() == vocab_size, tok.get_vocab_size()
     tok.add_tokens([tokenizers.AddedToken(t, special=s, normalized=False, lstrip=False, rstrip=False,
                                           single_word=False) for t, s in ADDED_TOKENS])
     fast = Qwen2TokenizerFast(
@@ -278,7 +279,9 @@ def draw_frame(t: int) -> Image.Image:
 # --------------------------------------------------------------------------
 
 
-def build_config(tok: Qwen2TokenizerFast) -> Qwen2_5_VLConfig:
+def build_config(tok: Qwen2TokenizerFast, text_overrides: dict | None = None,
+                 vision_overrides: dict | None = None) -> Qwen2_5_VLConfig:
+    """The tiny config; ``*_overrides`` replace keys of the text / vision sub-configs below."""
     ids = {t: tok.convert_tokens_to_ids(t) for t, _ in ADDED_TOKENS}
     text_config = dict(
         vocab_size=len(tok),
@@ -317,6 +320,8 @@ def build_config(tok: Qwen2TokenizerFast) -> Qwen2_5_VLConfig:
         fullatt_block_indexes=[2],
         initializer_range=0.2,
     )
+    text_config.update(text_overrides or {})
+    vision_config.update(vision_overrides or {})
     return Qwen2_5_VLConfig(
         text_config=text_config,
         vision_config=vision_config,
@@ -384,7 +389,7 @@ def hub_style_flat_config(config: Qwen2_5_VLConfig, tok: Qwen2TokenizerFast) -> 
 
 
 @torch.no_grad()
-def randomize_(model: torch.nn.Module) -> None:
+def randomize_(model: torch.nn.Module, seed: int = SEED) -> None:
     """Deterministic re-initialisation of *every* parameter.
 
     The stock init (normal(0, initializer_range) weights, zero biases, unit
@@ -394,7 +399,7 @@ def randomize_(model: torch.nn.Module) -> None:
     ~ N(0, 1), biases ~ N(0, 0.1^2) (q/k/v biases N(0, 0.5^2): Qwen's are
     large), norm gains ~ 1 + N(0, 0.2^2).
     """
-    g = torch.Generator().manual_seed(SEED)
+    g = torch.Generator().manual_seed(seed)
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if name.endswith("norm.weight") or name.endswith("norm1.weight") or name.endswith("norm2.weight") \
                 or name.endswith("ln_q.weight") or "layernorm" in name:

@@ -83,4 +83,13 @@ impl GeomError {
             message: err.to_string(),
         }
     }
+
+    /// A TOML parse error on one line: `{file}: line L: {message}`.
+    pub fn toml(file: &str, text: &str, err: &toml::de::Error) -> Self {
+        let line = err
+            .span()
+            .map(|s| format!("line {}: ", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .unwrap_or_default();
+        GeomError::InvalidArgument(format!("{file}: {line}{}", err.message().trim()))
+    }
 }

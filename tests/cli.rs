@@ -8,9 +8,12 @@ use geom::store::{default_layer_names, ModalitySpec, StoreMeta, StoreWriter};
 use ndarray::Array3;
 use serde_json::Value;
 
+/// Runs the binary with its cache (the demo's checkpoints extracted once) in
+/// cargo's temporary folder, shared by the tests (extraction takes a lock).
 fn geom(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_geom"))
         .args(args)
+        .env("GEOM_CACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("geom-cache"))
         .output()
         .unwrap()
 }
@@ -90,10 +93,70 @@ fn demo_default_prints_the_anisotropy_table() {
         out.contains("== before CL ==") && out.contains("== after CL =="),
         "{out}"
     );
+    let err = stderr(&o);
     assert!(
-        stderr(&o).contains("SYNTHETIC"),
-        "the demo must say its states are synthetic"
+        err.contains("embedded demo") && err.contains("random weights"),
+        "the demo must say what its checkpoints are: {err}"
     );
+}
+
+/// The demo's other entry points: `kernel-align --pairs demo` with the
+/// demo's checkpoints, `compare` with no argument, and `figure` on the
+/// demo's config; the embedding layer (all rows one vector) has no
+/// neighbours, so its alignment is NaN, not a perfect 1.0.
+#[test]
+fn demo_pairs_compare_and_figure() {
+    let o = geom(&["compare", "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((j["before"].as_str(), j["after"].as_str()), (Some("before CL"), Some("after CL")));
+    let knn = j["curves"].as_array().unwrap().iter().find(|c| c["name"] == "mutual_knn image-text").unwrap();
+    assert!(knn["before"][0].is_null(), "layer 0 must be NaN (null in JSON): {knn}");
+    assert!(knn["before"][8].as_f64().unwrap() > 0.0);
+    // Different checkpoints give different curves (the cache tells them apart).
+    let aniso = &j["curves"][0];
+    assert_ne!(aniso["before"][4], aniso["after"][4], "{aniso}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    // The demo's checkpoints as folders, through --model and --pairs demo.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("geom-cache");
+    let root = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("geom-demo-") && p.is_dir())
+        .unwrap();
+    let o = geom(&[
+        "kernel-align",
+        "--model",
+        &format!("base={}", root.join("before").display()),
+        "--pairs",
+        "demo",
+        "--layers",
+        "all",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1 + 9, "{}", stdout(&o));
+    assert!(stderr(&o).contains("using the cached"), "{}", stderr(&o));
+
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/figures/demo.toml");
+    let o = geom(&["figure", config.to_str().unwrap(), "--out", demo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ext in ["svg", "png", "json", "csv"] {
+        assert!(demo.with_extension(ext).exists(), "{ext}");
+    }
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(demo.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(j["panels"][0]["curves"].as_array().unwrap().len(), 4); // text, image × before, after
+
+    // A config naming an unset variable, or an unknown field: exit 2, named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "kind = \"anisotropy\"\npairs = \"demo\"\n[[models]]\nlabel = \"x\"\npath = \"${GEOM_UNSET_FOR_TEST}/m\"\n").unwrap();
+    user_error(&geom(&["figure", bad.to_str().unwrap()]), &["bad.toml", "models[0].path", "GEOM_UNSET_FOR_TEST"]);
+    std::fs::write(&bad, "kind = \"anisotropy\"\npairs = \"demo\"\ncolour = 1\n[[models]]\nlabel = \"x\"\npath = \"demo:before\"\n").unwrap();
+    user_error(&geom(&["figure", bad.to_str().unwrap()]), &["bad.toml", "colour"]);
 }
 
 #[test]

@@ -23,11 +23,12 @@ use crate::store::Store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The checkpoint before: a store (.h5), or a checkpoint folder with --pairs.
-    #[arg(long, value_name = "[LABEL=]PATH")]
-    before: StoreArg,
+    /// Without --before and --after, the embedded demo's pair.
+    #[arg(long, value_name = "[LABEL=]PATH", requires = "after")]
+    before: Option<StoreArg>,
     /// The checkpoint after, on the same pairs: a store, or a checkpoint folder with --pairs.
-    #[arg(long, value_name = "[LABEL=]PATH")]
-    after: StoreArg,
+    #[arg(long, value_name = "[LABEL=]PATH", requires = "before")]
+    after: Option<StoreArg>,
     #[command(flatten)]
     extraction: Extraction,
     /// Layers (all, 0,5,10, 0..12, -1).
@@ -59,19 +60,26 @@ struct Curve {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     // Checkpoint folders are extracted (or found in the cache) first.
-    if args.extraction.pairs.is_some() && !args.before.path.is_dir() && !args.after.path.is_dir() {
+    let mut sides = Vec::new();
+    if let (Some(before), Some(after)) = (&args.before, &args.after) {
+        if args.extraction.pairs.is_some() && !before.path.is_dir() && !after.path.is_dir() {
+            return Err(GeomError::invalid(
+                "--pairs applies to checkpoint folders, but --before and --after are stores",
+            )
+            .into());
+        }
+        for side in [before, after] {
+            if side.path.is_dir() {
+                sides.extend(args.extraction.stores_of(std::slice::from_ref(side))?);
+            } else {
+                sides.push(side.clone());
+            }
+        }
+    } else if args.extraction.pairs.is_some() {
         return Err(GeomError::invalid(
-            "--pairs applies to checkpoint folders, but --before and --after are stores",
+            "--pairs needs --before and --after checkpoint folders (without them, the embedded demo is compared)",
         )
         .into());
-    }
-    let mut sides = Vec::new();
-    for side in [&args.before, &args.after] {
-        if side.path.is_dir() {
-            sides.extend(args.extraction.stores_of(std::slice::from_ref(side))?);
-        } else {
-            sides.push(side.clone());
-        }
     }
     let stores = open_stores(&sides)?;
     let (before, after) = (&stores[0].1, &stores[1].1);
@@ -159,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     // Outputs.
-    let (lb, la) = (&args.before.label, &args.after.label);
+    let (lb, la) = (&stores[0].0, &stores[1].0);
     let names: Vec<String> = layers
         .iter()
         .map(|&l| first.layer_names[l].clone())

@@ -8,12 +8,13 @@ mod align;
 mod anisotropy;
 mod common;
 mod compare;
-mod demo;
 #[cfg(feature = "model")]
 mod embed;
 #[cfg(feature = "model")]
 mod extract;
+mod figure;
 mod plot;
+mod scatter;
 #[cfg(feature = "model")]
 mod source;
 mod store;
@@ -34,8 +35,12 @@ enum Command {
     KernelAlign(align::Args),
     /// Draw figures from results written with --format json or --out.
     Plot(plot::Args),
+    /// A figure from a config naming checkpoints and datasets (configs/figures/figure1.toml, figure2.toml).
+    Figure(figure::Args),
     /// A checkpoint before and after, side by side: anisotropy and mutual kNN per layer, with differences.
     Compare(compare::Args),
+    /// One layer of two modalities projected to a plane (PCA), before and after side by side (the paper's Figure 3).
+    Scatter(scatter::Args),
     /// Every layer's pooled hidden state of texts, images and videos, from a checkpoint folder.
     #[cfg(feature = "model")]
     Embed(embed::Args),
@@ -75,7 +80,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Anisotropy(a) => anisotropy::run(a),
         Command::KernelAlign(a) => align::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Figure(a) => figure::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Scatter(a) => scatter::run(a),
         #[cfg(feature = "model")]
         Command::Embed(a) => embed::run(a),
         #[cfg(feature = "model")]

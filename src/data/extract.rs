@@ -72,8 +72,11 @@ pub struct ExtractReport {
 }
 
 /// A hash of the checkpoint's `config.json` and of every tensor's name,
-/// dtype and shape (the weights index), as 16 hex digits (FNV-1a 64): the
-/// same checkpoint gives the same fingerprint wherever it lives.
+/// dtype, shape and a sample of its contents
+/// ([`Checkpoint::tensor_sample`](crate::model::load::Checkpoint::tensor_sample)),
+/// as 16 hex digits (FNV-1a 64): the same checkpoint gives the same
+/// fingerprint wherever it lives, and two checkpoints of one architecture
+/// (a base and its fine-tuned version) give different ones.
 pub fn model_fingerprint(dir: &Path) -> Result<String> {
     let mut h = Fnv::default();
     let cfg = dir.join("config.json");
@@ -81,8 +84,8 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     let ckpt = crate::model::load::Checkpoint::open(dir)?;
     for key in ckpt.keys() {
         h.write(key.as_bytes());
-        if let Some(shape) = ckpt.shape(key) {
-            h.write(format!("{shape:?}").as_bytes());
+        if let Some(sample) = ckpt.tensor_sample(key) {
+            h.write(&sample);
         }
     }
     Ok(format!("{:016x}", h.0))

@@ -182,6 +182,10 @@ pub enum Prepared {
     Cknna(KnnGraph),
     /// Orthonormal basis of the top singular subspace, `[N, cca_dim]` (SVCCA).
     Svcca(ndarray::Array2<f64>),
+    /// Every row the same vector (N rows), so nearest neighbours are
+    /// undefined: any score involving it is NaN. (The last-token state of
+    /// the embedding layer is one: every prompt ends in the same token.)
+    Degenerate(usize),
 }
 
 impl Prepared {
@@ -192,6 +196,7 @@ impl Prepared {
             Prepared::Centered(k) => k.nrows(),
             Prepared::Unbiased(u) => u.n(),
             Prepared::Svcca(u) => u.nrows(),
+            Prepared::Degenerate(n) => *n,
         }
     }
 }
@@ -205,6 +210,9 @@ pub fn prepare(metric: Metric, x: ArrayView2<f32>, opts: &AlignOptions) -> Resul
     let n = x.nrows();
     if metric.uses_k() {
         check_k(opts.k, n)?;
+    }
+    if (metric.is_knn() || metric == Metric::Cknna) && all_rows_equal(x) {
+        return Ok(Prepared::Degenerate(n));
     }
     let x = prep::prepare(x, opts.clamp_q, opts.normalizes(metric))?;
     Ok(match metric {
@@ -242,6 +250,7 @@ pub fn prepare(metric: Metric, x: ArrayView2<f32>, opts: &AlignOptions) -> Resul
 pub fn score(metric: Metric, a: &Prepared, b: &Prepared) -> Result<f64> {
     GeomError::check_rows("a", a.n(), "b", b.n())?;
     Ok(match (a, b) {
+        (Prepared::Degenerate(_), _) | (_, Prepared::Degenerate(_)) => f64::NAN,
         (Prepared::Knn(ga), Prepared::Knn(gb)) => mean(&knn_item_scores(metric, ga, gb)),
         (Prepared::Centered(k), Prepared::Centered(l)) => cka::cka_centered(k, l),
         (Prepared::Unbiased(k), Prepared::Unbiased(l)) => cka::cka_unbiased(k, l),
@@ -253,6 +262,14 @@ pub fn score(metric: Metric, a: &Prepared, b: &Prepared) -> Result<f64> {
             )))
         }
     })
+}
+
+/// Whether every row of `x` is the same vector (bit for bit).
+fn all_rows_equal(x: ArrayView2<f32>) -> bool {
+    let Some(first) = x.rows().into_iter().next() else {
+        return false;
+    };
+    x.nrows() > 1 && x.rows().into_iter().all(|r| r == first)
 }
 
 /// Kernel alignment of two paired sets in one call.
@@ -351,6 +368,21 @@ mod tests {
         assert_eq!(levenshtein(&[1, 2, 3], &[1, 3]), 1);
         assert_eq!(levenshtein(&[1, 2, 3], &[3, 2, 1]), 2);
         assert_eq!(levenshtein(&[], &[1, 2]), 2);
+    }
+
+    #[test]
+    fn identical_rows_have_no_neighbours() {
+        // Every prompt ends in the same token, so the embedding layer's
+        // last-token states are all one vector: ties everywhere, and an
+        // index-order tie-break would give a perfect (and meaningless) 1.0.
+        let same = ndarray::Array2::<f32>::from_elem((20, 4), 0.5);
+        let other = ndarray::Array2::<f32>::from_shape_fn((20, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32);
+        let opts = AlignOptions::default();
+        for m in [Metric::MutualKnn, Metric::JaccardKnn, Metric::Cknna] {
+            assert!(align(m, same.view(), other.view(), &opts).unwrap().is_nan(), "{m}");
+            assert!(align(m, other.view(), same.view(), &opts).unwrap().is_nan(), "{m}");
+        }
+        assert!(align(Metric::MutualKnn, other.view(), other.view(), &opts).unwrap() > 0.99);
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub fn layerwise(
                     &permutation_null(metric, ga, gb, stats.permutations, seed),
                 ));
             }
+        } else if matches!(pa, Prepared::Degenerate(_)) || matches!(pb, Prepared::Degenerate(_)) {
+            // No neighbours at this layer: no chance level or p-value either.
+            out.chance.iter_mut().for_each(|c| c.push(f64::NAN));
+            out.p_values.iter_mut().for_each(|p| p.push(f64::NAN));
         }
         if let Some(ci) = out.ci.as_mut() {
             let seed = stats.seed.wrapping_add(l as u64);

@@ -136,6 +136,12 @@ pub fn bootstrap_alignment(
     level: f64,
 ) -> Result<Ci> {
     let n = pa.n();
+    if matches!(pa, Prepared::Degenerate(_)) || matches!(pb, Prepared::Degenerate(_)) {
+        return Ok(Ci {
+            lo: f64::NAN,
+            hi: f64::NAN,
+        });
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut values = Vec::with_capacity(n_boot);
     let items = match (pa, pb) {

@@ -104,6 +104,29 @@ impl Checkpoint {
         st.tensor(stored).ok().map(|t| t.shape().to_vec())
     }
 
+    /// A content sample of a tensor, for fingerprints: its dtype and
+    /// shape, and its raw bytes when it is small (≤ 4 KiB), else 64 evenly
+    /// spaced 64-byte windows. Any fine-tuning, merge or soup changes it;
+    /// reading it touches a few pages of each tensor only.
+    pub fn tensor_sample(&self, key: &str) -> Option<Vec<u8>> {
+        let (si, stored) = self.keys.get(key)?;
+        let st = SafeTensors::deserialize(&self.shards[*si].1).ok()?;
+        let view = st.tensor(stored).ok()?;
+        let mut out = format!("{:?}{:?}", view.dtype(), view.shape()).into_bytes();
+        let bytes = view.data();
+        const WINDOW: usize = 64;
+        const WINDOWS: usize = 64;
+        if bytes.len() <= WINDOW * WINDOWS {
+            out.extend_from_slice(bytes);
+        } else {
+            let stride = (bytes.len() - WINDOW) / (WINDOWS - 1);
+            for i in 0..WINDOWS {
+                out.extend_from_slice(&bytes[i * stride..i * stride + WINDOW]);
+            }
+        }
+        Some(out)
+    }
+
     /// A tensor converted to f32, with its shape.
     pub fn tensor_f32(&self, key: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let (si, stored) = self.keys.get(key).ok_or_else(|| {
