@@ -19,6 +19,8 @@
 //!   every layer's pooled state of texts, images and videos (cargo feature
 //!   `model`, on by default); [`input`] — tokenizer, chat template, image and
 //!   video preprocessing.
+//! * [`train`] — text-only contrastive learning with LoRA: training examples
+//!   (JSONL / CSV / TSV), InfoNCE and the training loop (feature `model`).
 //! * [`cli`] — the `geom` command line.
 
 //! ```
@@ -51,5 +53,7 @@ pub mod model;
 pub mod plot;
 pub mod report;
 pub mod store;
+#[cfg(feature = "model")]
+pub mod train;
 
 pub use error::{GeomError, Result};

@@ -13,11 +13,17 @@ mod embed;
 #[cfg(feature = "model")]
 mod extract;
 mod figure;
+#[cfg(feature = "model")]
+mod merge_lora;
 mod plot;
 mod scatter;
 #[cfg(feature = "model")]
+mod soup;
+#[cfg(feature = "model")]
 mod source;
 mod store;
+#[cfg(feature = "model")]
+mod train_cl;
 
 /// Layer-wise geometry of multimodal LLM hidden states.
 #[derive(Debug, Parser)]
@@ -47,6 +53,15 @@ enum Command {
     /// Every hidden state of every pair of a manifest, pooled, into a store.
     #[cfg(feature = "model")]
     Extract(extract::Args),
+    /// Text-only contrastive learning (InfoNCE) of LoRA adapters on a checkpoint's decoder.
+    #[cfg(feature = "model")]
+    TrainCl(train_cl::Args),
+    /// A base checkpoint with a LoRA adapter merged in, as a full checkpoint folder.
+    #[cfg(feature = "model")]
+    MergeLora(merge_lora::Args),
+    /// Weighted average of checkpoints of one architecture (a model soup, LCO-Emb Table 2).
+    #[cfg(feature = "model")]
+    Soup(soup::Args),
     /// Create and inspect hidden-state stores.
     #[command(subcommand)]
     Store(store::Command),
@@ -88,6 +103,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "model")]
         Command::Extract(a) => extract::run(a),
         Command::Store(c) => store::run(c),
+        #[cfg(feature = "model")]
+        Command::Soup(a) => soup::run(a),
+        #[cfg(feature = "model")]
+        Command::TrainCl(a) => train_cl::run(a),
+        #[cfg(feature = "model")]
+        Command::MergeLora(a) => merge_lora::run(a),
     }
 }
 

@@ -7,6 +7,13 @@
 //! also takes a manifest path (`pairs.jsonl`) or a preset file
 //! (`my-dataset.toml`, whose `manifest` resolves against the data root, or
 //! is absolute).
+//!
+//! A preset may also name parquet shards (`parquet`, with `*`/`?` in the
+//! file name) and a folder of downloaded images (`images`), as PixMo-Cap is
+//! distributed: when the manifest is not there, the shards are converted
+//! into one ([`super::pixmo`]), once, under the geom cache
+//! (`<cache>/datasets/`, see [`super::cache::cache_dir`]), and converted
+//! again when they change.
 
 use std::path::{Path, PathBuf};
 
@@ -23,18 +30,39 @@ pub struct Preset {
     pub description: String,
     /// The modalities of its pairs.
     pub modalities: Vec<String>,
-    /// The manifest, relative to the data root (or absolute).
+    /// The manifest, relative to the data root (or absolute); may be left
+    /// out when `parquet` is given. Preferred over `parquet` when present.
+    #[serde(default)]
     pub manifest: String,
+    /// Parquet shards (PixMo-Cap's layout, see [`super::pixmo`]), relative
+    /// to the data root (or absolute); the file name may hold `*` and `?`
+    /// (`pixmo-cap/data/train-*.parquet`), matches are read in name order.
+    #[serde(default)]
+    pub parquet: Option<String>,
+    /// The folder of images downloaded for shards that carry URLs (files
+    /// named by the SHA-256 of the URL), relative to the data root (or
+    /// absolute).
+    #[serde(default)]
+    pub images: Option<String>,
+    /// Convert only the first `rows` rows of the shards (default: all); a
+    /// bound for shards with embedded images, which are written out.
+    #[serde(default)]
+    pub rows: Option<usize>,
     /// How many pairs (from the start) the paper's analysis used.
     #[serde(default)]
     pub limit: Option<usize>,
     /// How to prepare the data.
     #[serde(default)]
     pub how_to: String,
+    /// The manifest is one of the embedded demo's files (`--pairs demo`),
+    /// not a path under the data root.
+    #[serde(default)]
+    pub embedded: bool,
 }
 
 /// The presets shipped with geom.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
+    ("demo", include_str!("../../configs/datasets/demo.toml")),
     ("pixmo", include_str!("../../configs/datasets/pixmo.toml")),
     ("msrvtt", include_str!("../../configs/datasets/msrvtt.toml")),
     (
@@ -46,11 +74,17 @@ pub const BUILTIN: [(&str, &str); 3] = [
 impl Preset {
     /// Parses a preset; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| {
+        let p: Self = toml::from_str(text).map_err(|e| {
             GeomError::invalid(format!(
-                "{source}: not a dataset preset ({e}); expected name, description, modalities, manifest"
+                "{source}: not a dataset preset ({e}); expected name, description, modalities, and manifest or parquet"
             ))
-        })
+        })?;
+        if p.manifest.is_empty() && p.parquet.is_none() {
+            return Err(GeomError::invalid(format!(
+                "{source}: the preset names no data: give manifest = \"….jsonl\" or parquet = \"…/*.parquet\" (with images = \"…\" for image URLs)"
+            )));
+        }
+        Ok(p)
     }
 
     /// A built-in preset by name.
@@ -112,30 +146,147 @@ pub fn resolve_pairs(arg: &str) -> Result<ResolvedPairs> {
 }
 
 fn locate(p: Preset, what: &str) -> Result<ResolvedPairs> {
-    let rel = PathBuf::from(&p.manifest);
-    let manifest = if rel.is_absolute() {
-        rel
-    } else {
-        data_root().join(rel)
-    };
-    if !manifest.exists() {
-        let root = match std::env::var_os("GEOM_DATA") {
-            Some(r) => format!("GEOM_DATA={}", r.to_string_lossy()),
-            None => "GEOM_DATA is unset, so ./data".to_string(),
-        };
+    if p.embedded {
+        #[cfg(feature = "model")]
+        {
+            let demo = super::demo::Demo::materialize()?;
+            return Ok(ResolvedPairs {
+                manifest: demo.root().join(&p.manifest),
+                dataset: p.name,
+                limit: p.limit,
+            });
+        }
+        #[cfg(not(feature = "model"))]
         return Err(GeomError::invalid(format!(
-            "{what} ({}): looked for {} ({root}) and it is not there; {}; then set GEOM_DATA to the folder holding '{}', or pass --pairs path/to/manifest.jsonl",
-            p.description,
-            manifest.display(),
-            p.how_to,
-            p.manifest
+            "{what}: the embedded demo needs geom built with the `model` feature (the default)"
         )));
     }
-    Ok(ResolvedPairs {
-        manifest,
-        dataset: p.name,
-        limit: p.limit,
-    })
+    let under_root = |s: &str| {
+        let rel = PathBuf::from(s);
+        if rel.is_absolute() {
+            rel
+        } else {
+            data_root().join(rel)
+        }
+    };
+    // 1. The manifest, when there is one.
+    let manifest = (!p.manifest.is_empty()).then(|| under_root(&p.manifest));
+    if let Some(m) = manifest.as_ref().filter(|m| m.exists()) {
+        return Ok(ResolvedPairs {
+            manifest: m.clone(),
+            dataset: p.name,
+            limit: p.limit,
+        });
+    }
+    // 2. Else parquet shards, converted into a manifest once.
+    let pattern = p.parquet.as_deref().map(under_root);
+    let shards = match &pattern {
+        Some(g) => glob(g)?,
+        None => Vec::new(),
+    };
+    if !shards.is_empty() {
+        let images = p.images.as_deref().map(under_root);
+        let cache = super::cache::cache_dir(None).join("datasets");
+        let manifest =
+            super::pixmo::cached_manifest(&p.name, &shards, images.as_deref(), p.rows, &cache)?;
+        return Ok(ResolvedPairs {
+            manifest,
+            dataset: p.name,
+            limit: p.limit,
+        });
+    }
+    // 3. Neither: say every place looked at, and how to point elsewhere.
+    let root = match std::env::var_os("GEOM_DATA") {
+        Some(r) => format!("GEOM_DATA={}", r.to_string_lossy()),
+        None => "GEOM_DATA is unset, so ./data".to_string(),
+    };
+    let looked: Vec<String> = manifest
+        .iter()
+        .map(|m| format!("the manifest {}", m.display()))
+        .chain(
+            pattern
+                .iter()
+                .map(|g| format!("parquet shards {}", g.display())),
+        )
+        .collect();
+    let wanted: Vec<String> = [
+        Some(&p.manifest).filter(|m| !m.is_empty()),
+        p.parquet.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| format!("'{s}'"))
+    .collect();
+    Err(GeomError::invalid(format!(
+        "{what} ({}): looked for {} ({root}) and found none of it; {}; then set GEOM_DATA to the folder holding {}, \
+         or pass --pairs a manifest .jsonl or a preset .toml (manifest = \"…\", or parquet = \"…\" with images = \"…\")",
+        p.description,
+        looked.join(" and for "),
+        p.how_to,
+        wanted.join(" or "),
+    )))
+}
+
+/// The files matching `pattern`, sorted by name: `*` (any run) and `?` (one
+/// character) may appear in the file name, not in the folders.
+pub fn glob(pattern: &Path) -> Result<Vec<PathBuf>> {
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = pattern.parent().unwrap_or(Path::new(""));
+    if dir.to_string_lossy().contains(['*', '?']) {
+        return Err(GeomError::invalid(format!(
+            "{}: only the file name may hold wildcards (* or ?), not the folders",
+            pattern.display()
+        )));
+    }
+    if !name.contains(['*', '?']) {
+        return Ok(if pattern.is_file() {
+            vec![pattern.to_path_buf()]
+        } else {
+            Vec::new()
+        });
+    }
+    let listing = if dir.as_os_str().is_empty() {
+        std::fs::read_dir(".")
+    } else {
+        std::fs::read_dir(dir)
+    };
+    let Ok(entries) = listing else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| wildcard(&name, &e.file_name().to_string_lossy()))
+        .map(|e| dir.join(e.file_name()))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// `*` / `?` matching of a whole name (greedy, backtracking to the last `*`).
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -148,8 +299,28 @@ mod tests {
             let p = Preset::builtin(name).unwrap();
             assert_eq!(p.name, name);
             assert!(p.manifest.ends_with("pairs.jsonl"));
-            assert_eq!(p.limit, Some(1000));
+            // The paper's 1000 pairs; the demo is small and used whole.
+            let limit = if p.embedded { None } else { Some(1000) };
+            assert_eq!(p.limit, limit, "{name}");
         }
+    }
+
+    #[test]
+    fn globs_match_file_names_in_order() {
+        let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pixmo/data");
+        let shards = [
+            fx.join("train-00000-of-00002.parquet"),
+            fx.join("train-00001-of-00002.parquet"),
+        ];
+        assert_eq!(glob(&fx.join("train-*-of-?????.parquet")).unwrap(), shards);
+        assert_eq!(glob(&shards[1]).unwrap(), shards[1..]);
+        assert!(glob(&fx.join("nothing-*.parquet")).unwrap().is_empty());
+        assert!(glob(&fx.join("no-such-folder/*.parquet"))
+            .unwrap()
+            .is_empty());
+        assert!(glob(&fx.join("*/train.parquet")).is_err());
+        assert!(wildcard("a*b*c", "aXXbYc") && wildcard("*", "") && wildcard("a?c", "abc"));
+        assert!(!wildcard("a*b", "ab_") && !wildcard("a?c", "ac"));
     }
 
     #[test]
@@ -180,7 +351,24 @@ mod tests {
             e.contains("msrvtt/pairs.jsonl") && e.contains("GEOM_DATA"),
             "{e}"
         );
+        // PixMo: the manifest and the parquet shards, both named.
+        let e = resolve_pairs("pixmo").unwrap_err().to_string();
+        assert!(
+            e.contains("pixmo/pairs.jsonl")
+                && e.contains("pixmo-cap/data/train-00000-of-*.parquet")
+                && e.contains("GEOM_DATA")
+                && e.contains("preset .toml"),
+            "{e}"
+        );
+        // A preset naming no data at all.
+        let e = Preset::from_toml(
+            "name = \"x\"\ndescription = \"d\"\nmodalities = []\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("names no data"), "{e}");
         let e = resolve_pairs("nosuch").unwrap_err().to_string();
-        assert!(e.contains("presets: pixmo, msrvtt, audiocaps"), "{e}");
+        assert!(e.contains("presets: demo, pixmo, msrvtt, audiocaps"), "{e}");
     }
 }

@@ -6,7 +6,8 @@
 //!   (mutual, cycle, LCS, edit distance, Jaccard), the CKA family (linear, RBF,
 //!   unbiased, CKNNA) and SVCCA, following minyoungg/platonic-rep `metrics.py`;
 //! * [`modes`] — layerwise and all-pairs comparison over layers, with statistics;
-//! * [`stats`] — chance levels, permutation tests, bootstrap confidence intervals.
+//! * [`stats`] — chance levels, permutation tests, bootstrap confidence intervals;
+//! * [`projection`] — PCA to a plane and the trustworthiness of a projection.
 //!
 //! Inputs are `[N, D]` `f32` matrices (one row per item, rows of two matrices
 //! with the same index are a pair); reductions are accumulated in `f64`.
@@ -18,6 +19,7 @@ pub mod kernels;
 pub mod knn;
 pub mod modes;
 pub mod prep;
+pub mod projection;
 pub mod stats;
 pub mod svcca;
 

@@ -163,6 +163,16 @@ impl<B: Backend> Embedder<B> {
         &self.model
     }
 
+    /// The model, to attach adapters ([`super::lora`]).
+    pub fn model_mut(&mut self) -> &mut Qwen2_5Vl<B> {
+        &mut self.model
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
     /// The prompts in use.
     pub fn prompts(&self) -> &Prompts {
         &self.prompts
@@ -176,6 +186,13 @@ impl<B: Backend> Embedder<B> {
     /// Tokenizes and preprocesses a batch as the reference processor
     /// (`padding=True, padding_side="left"`).
     pub fn prepare(&self, items: &[Item]) -> Result<ModelInputs> {
+        self.prepare_truncated(items, None)
+    }
+
+    /// [`Self::prepare`], with text prompts cut to `max_len` tokens from the
+    /// right (the tokenizer's `truncation=True, max_length=…`, as LCO-Emb's
+    /// training code). Prompts holding images or videos are never cut.
+    pub fn prepare_truncated(&self, items: &[Item], max_len: Option<usize>) -> Result<ModelInputs> {
         if items.is_empty() {
             return Err(GeomError::invalid("nothing to embed: the batch is empty"));
         }
@@ -206,7 +223,11 @@ impl<B: Backend> Embedder<B> {
             }
             let text = expand_placeholders(&prompt, "<|image_pad|>", &images)?;
             let text = expand_placeholders(&text, "<|video_pad|>", &videos)?;
-            rows.push(self.tokenizer.encode(&text)?);
+            let mut ids = self.tokenizer.encode(&text)?;
+            if let (Some(n), Item::Text(_)) = (max_len, item) {
+                ids.truncate(n.max(1));
+            }
+            rows.push(ids);
         }
         let t = rows.iter().map(Vec::len).max().unwrap_or(0);
         inputs.attention_mask = Some(

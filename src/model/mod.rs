@@ -11,14 +11,18 @@
 //! * [`capture`] — hook points, capture specs, pooling;
 //! * [`embed`] — the public entry point: every layer's pooled state of a
 //!   list of texts, images and videos ([`embed::Embedder`]);
-//! * [`device`] — `--device cpu|cuda:N` and the backend dispatch.
+//! * [`device`] — `--device cpu|cuda:N` and the backend dispatch;
+//! * [`lora`] — LoRA adapters on the decoder's projections, PEFT's format;
+//! * [`rewrite`] — writing checkpoints: tensors replaced (merges), model soups.
 
 pub mod capture;
 pub mod config;
 pub mod device;
 pub mod embed;
 pub mod load;
+pub mod lora;
 pub mod qwen2_5_vl;
+pub mod rewrite;
 pub mod rope;
 mod rotary;
 pub mod text;

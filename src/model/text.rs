@@ -13,8 +13,10 @@
 //! Field names follow the Hugging Face keys (`self_attn.q_proj`,
 //! `mlp.gate_proj`, `input_layernorm`, ...).
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::nn::{Embedding, Linear, RmsNorm};
+
+use super::lora::Proj;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -33,13 +35,13 @@ const MASKED: f32 = -1e30;
 #[derive(Debug)]
 pub struct Attention<B: Backend> {
     /// `[hidden, heads·head_dim]`, with bias.
-    pub q_proj: Linear<B>,
+    pub q_proj: Proj<B>,
     /// `[hidden, kv_heads·head_dim]`, with bias.
-    pub k_proj: Linear<B>,
+    pub k_proj: Proj<B>,
     /// `[hidden, kv_heads·head_dim]`, with bias.
-    pub v_proj: Linear<B>,
+    pub v_proj: Proj<B>,
     /// `[heads·head_dim, hidden]`, no bias.
-    pub o_proj: Linear<B>,
+    pub o_proj: Proj<B>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -49,11 +51,11 @@ pub struct Attention<B: Backend> {
 #[derive(Debug)]
 pub struct Mlp<B: Backend> {
     /// `[hidden, intermediate]`.
-    pub gate_proj: Linear<B>,
+    pub gate_proj: Proj<B>,
     /// `[hidden, intermediate]`.
-    pub up_proj: Linear<B>,
+    pub up_proj: Proj<B>,
     /// `[intermediate, hidden]`.
-    pub down_proj: Linear<B>,
+    pub down_proj: Proj<B>,
 }
 
 /// One pre-norm decoder layer.
@@ -105,7 +107,7 @@ impl<B: Backend> TextModel<B> {
                 let p = format!("model.layers.{i}");
                 DecoderLayer {
                     self_attn: Attention {
-                        q_proj: linear(
+                        q_proj: proj(
                             w,
                             &format!("{p}.self_attn.q_proj"),
                             h,
@@ -113,7 +115,7 @@ impl<B: Backend> TextModel<B> {
                             true,
                             device,
                         ),
-                        k_proj: linear(
+                        k_proj: proj(
                             w,
                             &format!("{p}.self_attn.k_proj"),
                             h,
@@ -121,7 +123,7 @@ impl<B: Backend> TextModel<B> {
                             true,
                             device,
                         ),
-                        v_proj: linear(
+                        v_proj: proj(
                             w,
                             &format!("{p}.self_attn.v_proj"),
                             h,
@@ -129,7 +131,7 @@ impl<B: Backend> TextModel<B> {
                             true,
                             device,
                         ),
-                        o_proj: linear(
+                        o_proj: proj(
                             w,
                             &format!("{p}.self_attn.o_proj"),
                             nh * hd,
@@ -142,7 +144,7 @@ impl<B: Backend> TextModel<B> {
                         head_dim: hd,
                     },
                     mlp: Mlp {
-                        gate_proj: linear(
+                        gate_proj: proj(
                             w,
                             &format!("{p}.mlp.gate_proj"),
                             h,
@@ -150,8 +152,8 @@ impl<B: Backend> TextModel<B> {
                             false,
                             device,
                         ),
-                        up_proj: linear(w, &format!("{p}.mlp.up_proj"), h, inter, false, device),
-                        down_proj: linear(
+                        up_proj: proj(w, &format!("{p}.mlp.up_proj"), h, inter, false, device),
+                        down_proj: proj(
                             w,
                             &format!("{p}.mlp.down_proj"),
                             inter,
@@ -180,7 +182,7 @@ impl<B: Backend> TextModel<B> {
         let emb = take(w, "model.embed_tokens.weight", &[cfg.vocab_size, h]);
         Self {
             embed_tokens: Embedding {
-                weight: Param::from_tensor(tensor2(emb, [cfg.vocab_size, h], device)),
+                weight: frozen(tensor2(emb, [cfg.vocab_size, h], device)),
             },
             layers,
             norm: rms_norm(w, "model.norm.weight", h, cfg.rms_norm_eps, device),
@@ -384,6 +386,13 @@ fn additive_mask<B: Backend>(
     Tensor::from_data(TensorData::new(m, [b, heads, t, t]), device)
 }
 
+/// A loaded weight as a parameter that does not require gradients: under
+/// an autodiff backend only what is marked trainable (the LoRA adapters)
+/// gets gradients; on the others it is the same tensor.
+pub(crate) fn frozen<B: Backend, const D: usize>(t: Tensor<B, D>) -> Param<Tensor<B, D>> {
+    Param::initialized(ParamId::new(), t)
+}
+
 /// Takes a tensor (zeros when it is missing: [`WeightMap::finish`] then
 /// fails, so placeholder values never escape).
 pub(crate) fn take(w: &mut WeightMap, key: &str, shape: &[usize]) -> Vec<f32> {
@@ -407,12 +416,24 @@ pub(crate) fn linear<B: Backend>(
 ) -> Linear<B> {
     let weight = take(w, &format!("{prefix}.weight"), &[d_out, d_in]);
     Linear {
-        weight: Param::from_tensor(transposed(&weight, d_out, d_in, device)),
+        weight: frozen(transposed(&weight, d_out, d_in, device)),
         bias: bias.then(|| {
             let v = take(w, &format!("{prefix}.bias"), &[d_out]);
-            Param::from_tensor(Tensor::from_data(TensorData::new(v, [d_out]), device))
+            frozen(Tensor::from_data(TensorData::new(v, [d_out]), device))
         }),
     }
+}
+
+/// [`linear`] as a projection that can take a LoRA adapter.
+pub(crate) fn proj<B: Backend>(
+    w: &mut WeightMap,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &B::Device,
+) -> Proj<B> {
+    Proj::new(linear(w, prefix, d_in, d_out, bias, device))
 }
 
 /// A PyTorch `[out, in]` row-major matrix as Burn's `[in, out]`.
@@ -440,7 +461,7 @@ pub(crate) fn rms_norm<B: Backend>(
 ) -> RmsNorm<B> {
     let v = take(w, key, &[d]);
     RmsNorm {
-        gamma: Param::from_tensor(Tensor::from_data(TensorData::new(v, [d]), device)),
+        gamma: frozen(Tensor::from_data(TensorData::new(v, [d]), device)),
         epsilon: eps,
     }
 }

@@ -26,16 +26,16 @@
 //! padded `[segments, longest, ·]` batch with a key mask, so windows of the
 //! same size (nearly all of them) cost no padding at all.
 
-use burn::module::Param;
 use burn::nn::{Linear, RmsNorm};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::VisionConfig;
+use super::lora::Proj;
 use super::load::WeightMap;
 use super::rotary::Rotary;
-use super::text::{linear, rms_norm, take, transposed, Mlp};
+use super::text::{frozen, linear, rms_norm, take, transposed, Mlp};
 use crate::error::{GeomError, Result};
 
 /// The vision RMSNorm epsilon (hard-coded in the reference, not configurable).
@@ -233,7 +233,7 @@ impl<B: Backend> VisionModel<B> {
             .take("visual.patch_embed.proj.weight", &[d, c, t, p, p])
             .unwrap_or_else(|| vec![0.0; d * patch_in]);
         let patch_embed = Linear {
-            weight: Param::from_tensor(transposed(&kernel, d, patch_in, device)),
+            weight: frozen(transposed(&kernel, d, patch_in, device)),
             bias: None,
         };
         let inter = cfg.intermediate_size;
@@ -269,9 +269,9 @@ impl<B: Backend> VisionModel<B> {
                         score_budget: DEFAULT_SCORE_BUDGET,
                     },
                     mlp: Mlp {
-                        gate_proj: lin(w, "mlp.gate_proj", d, inter),
-                        up_proj: lin(w, "mlp.up_proj", d, inter),
-                        down_proj: lin(w, "mlp.down_proj", inter, d),
+                        gate_proj: Proj::new(lin(w, "mlp.gate_proj", d, inter)),
+                        up_proj: Proj::new(lin(w, "mlp.up_proj", d, inter)),
+                        down_proj: Proj::new(lin(w, "mlp.down_proj", inter, d)),
                     },
                 }
             })
@@ -478,13 +478,13 @@ fn split_qkv<B: Backend>(
     let weight = take(w, &format!("{prefix}.weight"), &[3 * d, d]);
     let bias = take(w, &format!("{prefix}.bias"), &[3 * d]);
     [0, 1, 2].map(|i| Linear {
-        weight: Param::from_tensor(transposed(
+        weight: frozen(transposed(
             &weight[i * d * d..(i + 1) * d * d],
             d,
             d,
             device,
         )),
-        bias: Some(Param::from_tensor(Tensor::from_data(
+        bias: Some(frozen(Tensor::from_data(
             TensorData::new(bias[i * d..(i + 1) * d].to_vec(), [d]),
             device,
         ))),

@@ -10,6 +10,9 @@
 //!   below the panels.
 //! * [`render_heatmap`] draws a [`Heatmap`] (e.g. all-pairs kernel alignment)
 //!   with a viridis colour map, a colour bar and the best cell outlined.
+//! * [`render_scatter`] draws a [`ScatterFigure`]: panels of 2-D points (e.g.
+//!   a PCA of both modalities, before and after CL) coloured by group, with
+//!   equal axis scales, optional centroids and a shared legend.
 //! * [`figure1`] and [`figure2`] build the paper's two line figures.
 
 mod font;
@@ -18,6 +21,7 @@ mod lines;
 mod palette;
 mod panel;
 mod render;
+mod scatter;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +30,7 @@ use crate::error::{GeomError, Result};
 pub use font::ensure_fonts;
 pub use heatmap::render_heatmap;
 pub use lines::render_lines;
+pub use scatter::{render_scatter, ScatterFigure, ScatterGroup, ScatterPanel};
 pub(crate) use render::{
     draw_box, format_tick, render, tick_decimals, DrawResult, DrawResultExt, Drawing, Px,
 };

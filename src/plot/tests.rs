@@ -229,3 +229,88 @@ fn tick_formatting() {
         PathBuf::from("fig.png")
     );
 }
+
+/// Two clouds per panel, before and after: both files, legend, labels.
+fn sample_scatter() -> ScatterFigure {
+    let cloud = |n: usize, cx: f64, cy: f64, seed: f64| {
+        let x: Vec<f64> = (0..n)
+            .map(|i| cx + (i as f64 * 0.37 + seed).sin() * 2.0)
+            .collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| cy + (i as f64 * 0.73 + seed).cos())
+            .collect();
+        (x, y)
+    };
+    let panel = |title: &str, gap: f64| {
+        let (ix, iy) = cloud(300, -gap, 0.0, 0.1);
+        let (tx, mut ty) = cloud(300, gap, 0.5, 1.3);
+        ty[7] = f64::NAN; // skipped
+        ScatterPanel {
+            title: title.to_string(),
+            subtitle: "trustworthiness (k = 10) = 0.912 · gap = 3.10".to_string(),
+            x_label: "PC1 (41.2%)".to_string(),
+            y_label: "PC2 (8.7%)".to_string(),
+            groups: vec![
+                ScatterGroup::new("image", ix, iy).with_group("image"),
+                ScatterGroup::new("text", tx, ty).with_group("text"),
+            ],
+        }
+    };
+    ScatterFigure {
+        title: Some("Layer 28: image and text, PCA (joint basis)".to_string()),
+        panels: vec![panel("before CL", 4.0), panel("after CL", 0.5)],
+        centroids: true,
+        footnote: Some("SYNTHETIC test data".to_string()),
+    }
+}
+
+#[test]
+fn scatter_renders_svg_and_png() {
+    let dir = scratch_dir("scatter");
+    let paths = render_scatter(&sample_scatter(), &dir.join("scatter_layer28"), &[]).unwrap();
+    assert_eq!(
+        paths,
+        vec![
+            dir.join("scatter_layer28.svg"),
+            dir.join("scatter_layer28.png")
+        ]
+    );
+    let svg = std::fs::read_to_string(&paths[0]).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for text in [
+        "before CL",
+        "after CL",
+        "PC1 (41.2%)",
+        "PC2 (8.7%)",
+        "trustworthiness (k = 10)",
+        "image",
+        "text",
+        "centroid",
+        "SYNTHETIC test data",
+    ] {
+        assert!(svg.contains(text), "'{text}' missing from the SVG");
+    }
+    // 2 panels × 2 groups × 300 points, less the NaN ones, plus legend
+    // and centroid discs.
+    let circles = svg.matches("<circle").count();
+    assert!(circles >= 4 * 300 - 2, "{circles} circles");
+    check_png(&paths[1]);
+    // One panel: a long title wraps instead of running off the figure.
+    let mut one = sample_scatter();
+    one.panels.truncate(1);
+    one.title = Some(format!("{} {}", one.title.unwrap(), "with a long tail"));
+    let paths = render_scatter(&one, &dir.join("one"), &[ImageFormat::Svg]).unwrap();
+    let svg = std::fs::read_to_string(&paths[0]).unwrap();
+    assert!(svg.contains("width=\"520\""), "one panel is 520 px wide");
+    assert!(svg.contains("Layer 28:") && svg.contains("long tail"));
+    // Empty and mismatched groups.
+    let mut fig = sample_scatter();
+    fig.panels[1].groups.clear();
+    render_scatter(&fig, &dir.join("half-empty"), &[ImageFormat::Png]).unwrap();
+    fig.panels[0].groups[0].y.pop();
+    let e = render_scatter(&fig, &dir.join("bad"), &[]).unwrap_err();
+    assert!(e.to_string().contains("300 x but 299 y"), "{e}");
+    fig.panels.clear();
+    assert!(render_scatter(&fig, &dir.join("none"), &[]).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
