@@ -28,11 +28,19 @@ fn main() {
         walk(&demo, &mut files);
     }
     files.sort();
-    let mut src = String::from("/// Every file of `assets/demo/`: path relative to it, contents.\n");
+    let mut src =
+        String::from("/// Every file of `assets/demo/`: path relative to it, contents.\n");
     src.push_str("pub(crate) static DEMO_FILES: &[(&str, &[u8])] = &[\n");
     for f in &files {
-        let rel = f.strip_prefix(&demo).unwrap().to_string_lossy().replace('\\', "/");
-        src.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", f.to_string_lossy()));
+        let rel = f
+            .strip_prefix(&demo)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        src.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            f.to_string_lossy()
+        ));
     }
     src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("demo_files.rs");

@@ -601,14 +601,14 @@ fn ops_decoder(model: &Qwen2_5Vl<Cpu>, b: usize, t: usize, repeats: usize, group
         // Projections on the 3-D input (batched GEMM, the weight broadcast over B)
         // and on the flattened [B·T, H] input (one 2-D GEMM).
         let q3 = tm.t("q_proj on 3-D [B,T,H]", qf, || {
-            att.q_proj.forward(xn.clone())
+            att.q_proj.linear.forward(xn.clone())
         });
         let k3 = tm.t("k_proj on 3-D [B,T,H]", kf, || {
-            att.k_proj.forward(xn.clone())
+            att.k_proj.linear.forward(xn.clone())
         });
-        let v3 = att.v_proj.forward(xn.clone());
+        let v3 = att.v_proj.linear.forward(xn.clone());
         let _ = tm.t("q_proj on 2-D [B·T,H]", qf, || {
-            att.q_proj.forward(xn.clone().reshape([b * t, h]))
+            att.q_proj.linear.forward(xn.clone().reshape([b * t, h]))
         });
         // Rotary, three formulations.
         let heads = |y: Tensor<Cpu, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
@@ -703,14 +703,14 @@ fn ops_decoder(model: &Qwen2_5Vl<Cpu>, b: usize, t: usize, repeats: usize, group
                 )
             },
         );
-        let y = tm.t("o_proj on 3-D [B,T,H]", qf, || att.o_proj.forward(o));
+        let y = tm.t("o_proj on 3-D [B,T,H]", qf, || att.o_proj.linear.forward(o));
         let hres = tm.t("residual add", 0.0, || x + y);
         let hn = layer.post_attention_layernorm.forward(hres.clone());
         let g = tm.t("gate_proj on 3-D [B,T,H]", mf, || {
-            mlp.gate_proj.forward(hn.clone())
+            mlp.gate_proj.linear.forward(hn.clone())
         });
         let u = tm.t("up_proj on 3-D [B,T,H]", mf, || {
-            mlp.up_proj.forward(hn.clone())
+            mlp.up_proj.linear.forward(hn.clone())
         });
         let _ = tm.t("silu(gate) alone (burn: x·sigmoid(x))", 0.0, || {
             silu(g.clone())
@@ -720,18 +720,24 @@ fn ops_decoder(model: &Qwen2_5Vl<Cpu>, b: usize, t: usize, repeats: usize, group
         });
         let _ = tm.t("·up alone (same shape)", 0.0, || g.clone() * u.clone());
         let a = tm.t("silu(gate)·up [B,T,I]", 0.0, || silu(g) * u);
-        let d = tm.t("down_proj on 3-D [B,T,I]", mf, || mlp.down_proj.forward(a));
+        let d = tm.t("down_proj on 3-D [B,T,I]", mf, || {
+            mlp.down_proj.linear.forward(a)
+        });
         let _ = tm.t("gate_proj on 2-D [B·T,H]", mf, || {
-            mlp.gate_proj.forward(hn.clone().reshape([b * t, h]))
+            mlp.gate_proj.linear.forward(hn.clone().reshape([b * t, h]))
         });
         let _ = tm.t("whole MLP on 3-D [B,T,H]", 3.0 * mf, || {
-            mlp.down_proj
-                .forward(silu(mlp.gate_proj.forward(hn.clone())) * mlp.up_proj.forward(hn.clone()))
+            mlp.down_proj.linear.forward(
+                silu(mlp.gate_proj.linear.forward(hn.clone()))
+                    * mlp.up_proj.linear.forward(hn.clone()),
+            )
         });
         let _ = tm.t("whole MLP on 2-D [B·T,H]", 3.0 * mf, || {
             let x2 = hn.clone().reshape([b * t, h]);
             mlp.down_proj
-                .forward(silu(mlp.gate_proj.forward(x2.clone())) * mlp.up_proj.forward(x2))
+                .forward(
+                    silu(mlp.gate_proj.linear.forward(x2.clone())) * mlp.up_proj.linear.forward(x2),
+                )
                 .reshape([b, t, h])
         });
         std::hint::black_box(hres + d);
@@ -865,11 +871,13 @@ fn ops_vision(model: &Qwen2_5Vl<Cpu>, n: usize, repeats: usize) {
         let hn = blk.norm2.forward(hres.clone());
         let mf = 2.0 * nf * (d * inter) as f64;
         let g = tm.t("gate_proj [N,D]x[D,I]", mf, || {
-            blk.mlp.gate_proj.forward(hn.clone())
+            blk.mlp.gate_proj.linear.forward(hn.clone())
         });
-        let u = blk.mlp.up_proj.forward(hn.clone());
+        let u = blk.mlp.up_proj.linear.forward(hn.clone());
         let a = tm.t("silu(gate)·up [N,I]", 0.0, || silu(g) * u);
-        let dn = tm.t("down_proj [N,I]x[I,D]", mf, || blk.mlp.down_proj.forward(a));
+        let dn = tm.t("down_proj [N,I]x[I,D]", mf, || {
+            blk.mlp.down_proj.linear.forward(a)
+        });
         let out = hres + dn;
         let m = &model.visual.merger;
         let y = m.ln_q.forward(out).reshape([n / 4, 4 * d]);

@@ -88,7 +88,12 @@ impl GeomError {
     pub fn toml(file: &str, text: &str, err: &toml::de::Error) -> Self {
         let line = err
             .span()
-            .map(|s| format!("line {}: ", text[..s.start.min(text.len())].matches('\n').count() + 1))
+            .map(|s| {
+                format!(
+                    "line {}: ",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
             .unwrap_or_default();
         GeomError::InvalidArgument(format!("{file}: {line}{}", err.message().trim()))
     }

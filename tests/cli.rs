@@ -13,7 +13,10 @@ use serde_json::Value;
 fn geom(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_geom"))
         .args(args)
-        .env("GEOM_CACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("geom-cache"))
+        .env(
+            "GEOM_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("geom-cache"),
+        )
         .output()
         .unwrap()
 }
@@ -109,9 +112,20 @@ fn demo_pairs_compare_and_figure() {
     let o = geom(&["compare", "--format", "json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    assert_eq!((j["before"].as_str(), j["after"].as_str()), (Some("before CL"), Some("after CL")));
-    let knn = j["curves"].as_array().unwrap().iter().find(|c| c["name"] == "mutual_knn image-text").unwrap();
-    assert!(knn["before"][0].is_null(), "layer 0 must be NaN (null in JSON): {knn}");
+    assert_eq!(
+        (j["before"].as_str(), j["after"].as_str()),
+        (Some("before CL"), Some("after CL"))
+    );
+    let knn = j["curves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mutual_knn image-text")
+        .unwrap();
+    assert!(
+        knn["before"][0].is_null(),
+        "layer 0 must be NaN (null in JSON): {knn}"
+    );
     assert!(knn["before"][8].as_f64().unwrap() > 0.0);
     // Different checkpoints give different curves (the cache tells them apart).
     let aniso = &j["curves"][0];
@@ -125,7 +139,13 @@ fn demo_pairs_compare_and_figure() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("geom-demo-") && p.is_dir())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("geom-demo-")
+                && p.is_dir()
+        })
         .unwrap();
     let o = geom(&[
         "kernel-align",
@@ -143,20 +163,33 @@ fn demo_pairs_compare_and_figure() {
     assert!(stderr(&o).contains("using the cached"), "{}", stderr(&o));
 
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/figures/demo.toml");
-    let o = geom(&["figure", config.to_str().unwrap(), "--out", demo.to_str().unwrap()]);
+    let o = geom(&[
+        "figure",
+        config.to_str().unwrap(),
+        "--out",
+        demo.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     for ext in ["svg", "png", "json", "csv"] {
         assert!(demo.with_extension(ext).exists(), "{ext}");
     }
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(demo.with_extension("json")).unwrap()).unwrap();
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.with_extension("json")).unwrap())
+            .unwrap();
     assert_eq!(j["panels"][0]["curves"].as_array().unwrap().len(), 4); // text, image × before, after
 
     // A config naming an unset variable, or an unknown field: exit 2, named.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "kind = \"anisotropy\"\npairs = \"demo\"\n[[models]]\nlabel = \"x\"\npath = \"${GEOM_UNSET_FOR_TEST}/m\"\n").unwrap();
-    user_error(&geom(&["figure", bad.to_str().unwrap()]), &["bad.toml", "models[0].path", "GEOM_UNSET_FOR_TEST"]);
+    user_error(
+        &geom(&["figure", bad.to_str().unwrap()]),
+        &["bad.toml", "models[0].path", "GEOM_UNSET_FOR_TEST"],
+    );
     std::fs::write(&bad, "kind = \"anisotropy\"\npairs = \"demo\"\ncolour = 1\n[[models]]\nlabel = \"x\"\npath = \"demo:before\"\n").unwrap();
-    user_error(&geom(&["figure", bad.to_str().unwrap()]), &["bad.toml", "colour"]);
+    user_error(
+        &geom(&["figure", bad.to_str().unwrap()]),
+        &["bad.toml", "colour"],
+    );
 }
 
 #[test]

@@ -57,13 +57,19 @@ fn read_all(path: &Path) -> BTreeMap<String, (Vec<f32>, Vec<usize>)> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn peft_adapters_merge_to_peft_weights() {
     let base = root().join("tests/fixtures/qwen2_5_vl/model");
-    for (adapter, merged) in [("adapter", "merged.safetensors"), ("adapter_rslora", "merged_rslora.safetensors")] {
+    for (adapter, merged) in [
+        ("adapter", "merged.safetensors"),
+        ("adapter_rslora", "merged_rslora.safetensors"),
+    ] {
         let a = Adapter::load(&fixtures().join(adapter)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("merged");
@@ -76,7 +82,10 @@ fn peft_adapters_merge_to_peft_weights() {
             assert_eq!(gs, shape, "{k}");
             worst = worst.max(max_abs_diff(g, w));
         }
-        assert!(worst < 1e-6, "{adapter}: merged weights differ from PEFT's by {worst}");
+        assert!(
+            worst < 1e-6,
+            "{adapter}: merged weights differ from PEFT's by {worst}"
+        );
         // Only the adapted tensors changed.
         let before = read_all(&base.join("model.safetensors"));
         for (k, (v, _)) in &got {
@@ -86,7 +95,12 @@ fn peft_adapters_merge_to_peft_weights() {
         }
         // The merged folder is a checkpoint geom loads.
         geom::model::Qwen2_5Vl::<Flex>::load(&out, &Default::default()).unwrap();
-        for f in ["config.json", "tokenizer.json", "chat_template.jinja", "preprocessor_config.json"] {
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "chat_template.jinja",
+            "preprocessor_config.json",
+        ] {
             assert!(out.join(f).exists(), "{f} not copied");
         }
     }
@@ -96,12 +110,18 @@ type Ad = Autodiff<Flex>;
 
 #[test]
 fn infonce_loss_and_gradients_match_torch() {
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("infonce.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("infonce.json")).unwrap())
+            .unwrap();
     let want = read_all(&fixtures().join("infonce.safetensors"));
     let device: burn::tensor::Device<Ad> = Default::default();
-    let mut emb = Embedder::<Ad>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device).unwrap();
+    let mut emb =
+        Embedder::<Ad>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device).unwrap();
     let adapter = Adapter::load(&fixtures().join("adapter")).unwrap();
-    emb.model_mut().text.attach_adapter(&adapter, &device).unwrap();
+    emb.model_mut()
+        .text
+        .attach_adapter(&adapter, &device)
+        .unwrap();
     let mut names = Vec::new();
     for (name, p) in emb.model_mut().text.projections_mut() {
         if let Some(l) = p.lora.as_mut() {
@@ -132,13 +152,24 @@ fn infonce_loss_and_gradients_match_torch() {
         .map(geom::model::Item::text)
         .collect();
     let inputs = emb.prepare(&items).unwrap();
-    let ids: Vec<f32> = inputs.input_ids.concat().iter().map(|&x| x as f32).collect();
-    assert_eq!(ids, want["input_ids"].0, "token ids differ from the processor's");
+    let ids: Vec<f32> = inputs
+        .input_ids
+        .concat()
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    assert_eq!(
+        ids, want["input_ids"].0,
+        "token ids differ from the processor's"
+    );
 
     let loss = batch_loss(&emb, &batch, 0.03, 650).unwrap();
     let got_loss: f64 = loss.clone().into_scalar().into();
     let want_loss = want["loss_f64"].0[0] as f64;
-    assert!((got_loss - want_loss).abs() < 1e-4, "loss {got_loss} vs torch {want_loss}");
+    assert!(
+        (got_loss - want_loss).abs() < 1e-4,
+        "loss {got_loss} vs torch {want_loss}"
+    );
     let grads = loss.backward();
     let mut worst = 0f32;
     for (name, p) in emb.model_mut().text.projections_mut() {
@@ -163,40 +194,71 @@ fn infonce_loss_and_gradients_match_torch() {
         }
     }
     assert!(worst < 1e-4, "gradients differ from torch's by {worst}");
-    eprintln!("InfoNCE: loss {got_loss:.7} (torch {want_loss:.7}), max gradient difference {worst:.2e}");
+    eprintln!(
+        "InfoNCE: loss {got_loss:.7} (torch {want_loss:.7}), max gradient difference {worst:.2e}"
+    );
 
     // Pairs only: in-batch negatives, no hard negative.
-    let pairs: Vec<Example> = examples.iter().map(|e| Example { negative: None, ..e.clone() }).collect();
+    let pairs: Vec<Example> = examples
+        .iter()
+        .map(|e| Example {
+            negative: None,
+            ..e.clone()
+        })
+        .collect();
     let batch: Vec<&Example> = pairs.iter().collect();
-    let lp: f64 = batch_loss(&emb, &batch, 0.03, 650).unwrap().into_scalar().into();
+    let lp: f64 = batch_loss(&emb, &batch, 0.03, 650)
+        .unwrap()
+        .into_scalar()
+        .into();
     let want_pairs = want["loss_pairs_f64"].0[0] as f64;
-    assert!((lp - want_pairs).abs() < 1e-4, "pairs loss {lp} vs torch {want_pairs}");
+    assert!(
+        (lp - want_pairs).abs() < 1e-4,
+        "pairs loss {lp} vs torch {want_pairs}"
+    );
 }
 
 #[test]
 fn geom_adapters_round_trip_through_peft_format() {
     let device = Default::default();
-    let mut emb = Embedder::<Flex>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device).unwrap();
+    let mut emb =
+        Embedder::<Flex>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device)
+            .unwrap();
     let adapter = Adapter::load(&fixtures().join("adapter")).unwrap();
-    emb.model_mut().text.attach_adapter(&adapter, &device).unwrap();
-    let cfg = geom::model::lora::LoraConfig { r: 4, alpha: 8.0, dropout: 0.0, ..Default::default() };
+    emb.model_mut()
+        .text
+        .attach_adapter(&adapter, &device)
+        .unwrap();
+    let cfg = geom::model::lora::LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        ..Default::default()
+    };
     let back = emb.model_mut().text.adapter(&cfg, "base").unwrap();
     let dir = tempfile::tempdir().unwrap();
     back.save(dir.path()).unwrap();
     let saved = read_all(&dir.path().join("adapter_model.safetensors"));
     let orig = read_all(&fixtures().join("adapter/adapter_model.safetensors"));
-    assert_eq!(saved.keys().collect::<Vec<_>>(), orig.keys().collect::<Vec<_>>(), "PEFT key names");
+    assert_eq!(
+        saved.keys().collect::<Vec<_>>(),
+        orig.keys().collect::<Vec<_>>(),
+        "PEFT key names"
+    );
     for (k, (v, s)) in &orig {
         assert_eq!(&saved[k].1, s, "{k}");
         assert_eq!(&saved[k].0, v, "{k}");
     }
     // An adapter with the model's plain forward: attaching changes the output.
     let items = [geom::model::Item::text("A man is reading a book.")];
-    let with = emb.hidden_states(&items, geom::model::Pooling::LastToken).unwrap();
-    let plain = Embedder::<Flex>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device)
-        .unwrap()
+    let with = emb
         .hidden_states(&items, geom::model::Pooling::LastToken)
         .unwrap();
+    let plain =
+        Embedder::<Flex>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device)
+            .unwrap()
+            .hidden_states(&items, geom::model::Pooling::LastToken)
+            .unwrap();
     assert_eq!(with[0], plain[0], "the embedding layer has no adapter");
     assert!(max_abs_diff(with[3].as_slice().unwrap(), plain[3].as_slice().unwrap()) > 1e-4);
 }
@@ -220,7 +282,11 @@ fn losses(dir: &Path) -> Vec<f64> {
     std::fs::read_to_string(dir.join("train_log.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -236,9 +302,27 @@ fn train_merge_compare_and_resume_on_the_demo() {
     let nli = demo.nli();
     let run = |out: &Path, extra: &[&str]| {
         let mut args = vec![
-            "train-cl", "--model", base.to_str().unwrap(), "--data", nli.to_str().unwrap(),
-            "--out", out.to_str().unwrap(), "--r", "8", "--alpha", "16", "--batch-size", "16",
-            "--max-steps", "16", "--warmup", "2", "--lr", "1e-3", "--seed", "3",
+            "train-cl",
+            "--model",
+            base.to_str().unwrap(),
+            "--data",
+            nli.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--r",
+            "8",
+            "--alpha",
+            "16",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "16",
+            "--warmup",
+            "2",
+            "--lr",
+            "1e-3",
+            "--seed",
+            "3",
         ];
         args.extend_from_slice(extra);
         geom(&args, &cache)
@@ -271,20 +355,49 @@ fn train_merge_compare_and_resume_on_the_demo() {
     }
     // Starting over into a used folder is refused.
     let o = run(&a, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Merge, then compare before and after on the demo pairs.
     let merged = dir.path().join("merged");
-    ok(&geom(&["merge-lora", "--base", base.to_str().unwrap(), "--adapter", a.to_str().unwrap(), "--out", merged.to_str().unwrap()], &cache));
-    let out = ok(&geom(&[
-        "compare", "--before", &format!("base={}", base.display()), "--after", &format!("cl={}", merged.display()),
-        "--pairs", "demo", "--format", "json",
-    ], &cache));
+    ok(&geom(
+        &[
+            "merge-lora",
+            "--base",
+            base.to_str().unwrap(),
+            "--adapter",
+            a.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ],
+        &cache,
+    ));
+    let out = ok(&geom(
+        &[
+            "compare",
+            "--before",
+            &format!("base={}", base.display()),
+            "--after",
+            &format!("cl={}", merged.display()),
+            "--pairs",
+            "demo",
+            "--format",
+            "json",
+        ],
+        &cache,
+    ));
     let json_line = out.lines().find(|l| l.starts_with('{')).unwrap();
     let j: Value = serde_json::from_str(json_line).unwrap();
     let text = &j["curves"][0];
     assert_eq!(text["name"], "anisotropy text");
-    eprintln!("text anisotropy, last layer: before {} after {}", text["before"][8], text["after"][8]);
+    eprintln!(
+        "text anisotropy, last layer: before {} after {}",
+        text["before"][8], text["after"][8]
+    );
 }
 
 /// Bad training data and a bad adapter: one clear error, exit 2.
@@ -293,13 +406,42 @@ fn bad_training_input_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let data = dir.path().join("bad.jsonl");
-    std::fs::write(&data, "{\"anchor\": \"a\", \"positive\": \"b\"}\n{\"anchor\": \"c\"}\n").unwrap();
+    std::fs::write(
+        &data,
+        "{\"anchor\": \"a\", \"positive\": \"b\"}\n{\"anchor\": \"c\"}\n",
+    )
+    .unwrap();
     let base = root().join("tests/fixtures/qwen2_5_vl/model");
-    let o = geom(&["train-cl", "--model", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()], &cache);
+    let o = geom(
+        &[
+            "train-cl",
+            "--model",
+            base.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        &cache,
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("bad.jsonl:2") && err.contains("positive"), "{err}");
-    let o = geom(&["merge-lora", "--base", base.to_str().unwrap(), "--adapter", dir.path().to_str().unwrap(), "--out", dir.path().join("m").to_str().unwrap()], &cache);
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("positive"),
+        "{err}"
+    );
+    let o = geom(
+        &[
+            "merge-lora",
+            "--base",
+            base.to_str().unwrap(),
+            "--adapter",
+            dir.path().to_str().unwrap(),
+            "--out",
+            dir.path().join("m").to_str().unwrap(),
+        ],
+        &cache,
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("adapter_config.json"), "{err}");

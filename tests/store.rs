@@ -1,7 +1,6 @@
 //! The hidden-state store: round trip, resume after interruption, interop
 //! with h5py, `.npy` import.
 
-use std::path::Path;
 use std::process::Command;
 
 use geom::store::{default_layer_names, import_npy, ModalitySpec, Store, StoreMeta, StoreWriter};
@@ -261,11 +260,36 @@ np.save(sys.argv[2], hidden)
     let back: ndarray::Array2<f32> = ndarray_npy::read_npy(&out).unwrap();
     assert_eq!(back, text.slice(s![2, .., ..]));
 
-    // And the other way: the demo stores are written by h5py.
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/before.h5");
-    let st = Store::open(&demo).unwrap();
+    // And the other way: a store written by h5py (schema v1) opens in geom.
+    let written = dir.path().join("h5py.h5");
+    let script = r#"
+import sys, h5py, numpy as np
+vlen = h5py.string_dtype("utf-8")
+with h5py.File(sys.argv[1], "w", libver="earliest") as f:
+    f.attrs["geom_store_version"] = np.uint32(1)
+    for k, v in [("model", "h5py test"), ("model_fingerprint", "x"), ("dataset", "d"), ("pooling", "last"), ("created_by", "h5py")]:
+        f.attrs[k] = v
+    for m, dim in [("text", 6), ("image", 4)]:
+        g = f.create_group(m)
+        g.create_dataset("hidden", data=np.arange(3 * 5 * dim, dtype=np.float32).reshape(3, 5, dim), chunks=(1, 5, dim))
+        g.create_dataset("ids", data=np.array([f"demo-{i:04d}" for i in range(5)], dtype=object), dtype=vlen)
+        g.attrs["rows_done"] = np.uint64(5)
+        g.attrs.create("layer_names", np.array(["embeddings", "layers.0", "layers.1.final_norm"], dtype=object), dtype=vlen)
+        g.attrs["prompt"] = ""
+"#;
+    let st = Command::new(py)
+        .args(["-c", script])
+        .arg(&written)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Store::open(&written).unwrap();
     assert_eq!(st.modality_names(), vec!["text", "image"]);
     assert_eq!(st.ids("image").unwrap()[0], "demo-0000");
+    assert_eq!(
+        st.read_layer("image", 2).unwrap()[[1, 3]],
+        (2 * 20 + 4 + 3) as f32
+    );
 }
 
 #[test]

@@ -185,7 +185,7 @@ pub struct ModelSource {
 /// How checkpoints given instead of stores are extracted.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Extraction {
-    /// Pairs for checkpoint folders: a preset (pixmo, msrvtt, audiocaps), a manifest .jsonl or a preset .toml.
+    /// Pairs for checkpoint folders: a preset (demo, pixmo, msrvtt, audiocaps), a manifest .jsonl or a preset .toml.
     #[arg(long)]
     pub pairs: Option<String>,
     /// Device for checkpoint folders: cpu, cpu:flex, cpu:ndarray, cuda or cuda:N.

@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(long)]
     model: PathBuf,
     /// The pairs: a JSONL manifest ({"id", "text", "image" | "video"} per line), a preset
-    /// name (pixmo, msrvtt, audiocaps; data under $GEOM_DATA) or a preset .toml.
+    /// name (demo, pixmo, msrvtt, audiocaps; data under $GEOM_DATA) or a preset .toml.
     #[arg(long)]
     pairs: String,
     /// Output store (.h5); must not exist unless --resume.

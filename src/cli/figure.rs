@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{synthetic_footnote, write_file, report_written};
+use super::common::{report_written, synthetic_footnote, write_file};
 use crate::error::{GeomError, Result};
 use crate::layers::parse_layers;
 use crate::metrics::anisotropy::{anisotropy, ZeroNorm};
@@ -148,8 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         path: args.config.clone(),
         source,
     })?;
-    let cfg: FigureConfig =
-        toml::from_str(&text).map_err(|e| GeomError::toml(&name, &text, &e))?;
+    let cfg: FigureConfig = toml::from_str(&text).map_err(|e| GeomError::toml(&name, &text, &e))?;
     let panels = panels_of(&cfg, &name)?;
     if cfg.models.is_empty() {
         return Err(GeomError::invalid(format!("{name}: no [[models]]")).into());
@@ -168,7 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .models
         .iter()
         .enumerate()
-        .map(|(i, m)| Ok((m.clone(), expand_path(&m.path, &format!("{name}: models[{i}].path"))?)))
+        .map(|(i, m)| {
+            Ok((
+                m.clone(),
+                expand_path(&m.path, &format!("{name}: models[{i}].path"))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let device = args.device.clone().unwrap_or_else(|| cfg.device.clone());
 
@@ -177,7 +181,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for p in &panels {
         let mut curves = Vec::new();
         for (m, path) in &models {
-            let store_path = store_of(path, &m.label, &p.pairs, &device, cfg.batch_size, args.cache_dir.as_deref())?;
+            let store_path = store_of(
+                path,
+                &m.label,
+                &p.pairs,
+                &device,
+                cfg.batch_size,
+                args.cache_dir.as_deref(),
+            )?;
             let store = Store::open(&store_path)?;
             match cfg.kind {
                 Kind::Anisotropy => {
@@ -203,7 +214,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 Kind::KernelAlign => {
                     let (a, b) = pair_of(p, &cfg, &store)?;
-                    let n_layers = store.modality(&a)?.n_layers.min(store.modality(&b)?.n_layers);
+                    let n_layers = store
+                        .modality(&a)?
+                        .n_layers
+                        .min(store.modality(&b)?.n_layers);
                     let layers = parse_layers(&cfg.layers, n_layers)?;
                     let opts = AlignOptions {
                         k: cfg.k,
@@ -248,7 +262,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (p, curves) in &drawn {
         for c in curves {
             for (l, v) in c.layers.iter().zip(&c.values) {
-                csv.push_str(&format!("{},{},{l},{v}\n", csv_field(&panel_title(p)), csv_field(&c.label)));
+                csv.push_str(&format!(
+                    "{},{},{l},{v}\n",
+                    csv_field(&panel_title(p)),
+                    csv_field(&c.label)
+                ));
             }
         }
     }
@@ -258,7 +276,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Format::Table => {
             for (p, curves) in &drawn {
                 println!("{}", panel_title(p));
-                let max_layer = curves.iter().flat_map(|c| c.layers.iter().copied()).max().unwrap_or(0);
+                let max_layer = curves
+                    .iter()
+                    .flat_map(|c| c.layers.iter().copied())
+                    .max()
+                    .unwrap_or(0);
                 let mut headers = vec!["layer".to_string()];
                 headers.extend(curves.iter().map(|c| c.label.clone()));
                 let rows: Vec<Vec<String>> = (0..=max_layer)
@@ -309,7 +331,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         panels: drawn
             .iter()
             .map(|(p, curves)| Panel {
-                title: if drawn.len() > 1 { panel_title(p) } else { String::new() },
+                title: if drawn.len() > 1 {
+                    panel_title(p)
+                } else {
+                    String::new()
+                },
                 series: curves
                     .iter()
                     .map(|c| {
@@ -393,8 +419,9 @@ fn expand_path(s: &str, what: &str) -> Result<PathBuf> {
     let mut out = String::new();
     let mut rest = s;
     if let Some(r) = rest.strip_prefix("~/") {
-        let home = std::env::var("HOME")
-            .map_err(|_| GeomError::invalid(format!("{what}: '{s}' starts with ~/ but HOME is not set")))?;
+        let home = std::env::var("HOME").map_err(|_| {
+            GeomError::invalid(format!("{what}: '{s}' starts with ~/ but HOME is not set"))
+        })?;
         out.push_str(&home);
         out.push('/');
         rest = r;
@@ -414,7 +441,9 @@ fn expand_path(s: &str, what: &str) -> Result<PathBuf> {
             (&after[..end], &after[end..])
         };
         if var.is_empty() {
-            return Err(GeomError::invalid(format!("{what}: '{s}' has a '$' without a variable name")));
+            return Err(GeomError::invalid(format!(
+                "{what}: '{s}' has a '$' without a variable name"
+            )));
         }
         let value = std::env::var(var).map_err(|_| {
             GeomError::invalid(format!(
@@ -511,19 +540,30 @@ mod tests {
             expand_path("${GEOM_TEST_MODELS}/3B", "x").unwrap(),
             PathBuf::from("/m/3B")
         );
-        assert_eq!(expand_path("$GEOM_TEST_MODELS/7B-CL", "x").unwrap(), PathBuf::from("/m/7B-CL"));
-        assert_eq!(expand_path("plain/dir", "x").unwrap(), PathBuf::from("plain/dir"));
+        assert_eq!(
+            expand_path("$GEOM_TEST_MODELS/7B-CL", "x").unwrap(),
+            PathBuf::from("/m/7B-CL")
+        );
+        assert_eq!(
+            expand_path("plain/dir", "x").unwrap(),
+            PathBuf::from("plain/dir")
+        );
         let e = expand_path("${GEOM_SURELY_UNSET_VAR}/x", "figure2.toml: models[0].path")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("models[0].path") && e.contains("GEOM_SURELY_UNSET_VAR"), "{e}");
+        assert!(
+            e.contains("models[0].path") && e.contains("GEOM_SURELY_UNSET_VAR"),
+            "{e}"
+        );
         assert!(expand_path("${OPEN", "x").is_err());
     }
 
     #[test]
     fn the_shipped_configs_parse() {
         for f in ["figure1.toml", "figure2.toml", "demo.toml"] {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/figures").join(f);
+            let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("configs/figures")
+                .join(f);
             let cfg: FigureConfig = toml::from_str(&std::fs::read_to_string(&p).unwrap())
                 .unwrap_or_else(|e| panic!("{f}: {e}"));
             assert!(!panels_of(&cfg, f).unwrap().is_empty());

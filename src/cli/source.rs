@@ -46,7 +46,10 @@ pub fn model_stores(
 /// The embedded demo's before/after stores (extracted on first use).
 pub fn demo_stores() -> Result<Vec<StoreArg>> {
     let demo = Demo::materialize()?;
-    eprintln!("note: no store or --model given; using the {}", demo.provenance());
+    eprintln!(
+        "note: no store or --model given; using the {}",
+        demo.provenance()
+    );
     let models: Vec<StoreArg> = [demo.before(), demo.after()]
         .into_iter()
         .map(|(path, c)| StoreArg {

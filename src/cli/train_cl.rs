@@ -28,7 +28,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0.05)]
     lora_dropout: f64,
     /// Adapted projections, comma-separated.
-    #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")]
+    #[arg(
+        long,
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
     targets: String,
     /// Peak learning rate (AdamW).
     #[arg(long, default_value_t = 4e-4)]
@@ -83,7 +86,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         r: args.r,
         alpha: args.alpha,
         dropout: args.lora_dropout,
-        targets: args.targets.split(',').map(|s| s.trim().to_string()).collect(),
+        targets: args
+            .targets
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
         lr: args.lr,
         warmup: args.warmup,
         epochs: args.epochs,
@@ -106,7 +113,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         examples.len(),
         opts.total_steps(examples.len())
     );
-    let report = train_cl(&args.model, &examples, &args.out, &opts, device, args.resume, true)?;
+    let report = train_cl(
+        &args.model,
+        &examples,
+        &args.out,
+        &opts,
+        device,
+        args.resume,
+        true,
+    )?;
     let (first, last) = (report.losses.first(), report.losses.last());
     if let (Some(f), Some(l)) = (first, last) {
         eprintln!(

@@ -83,11 +83,10 @@ mod with_model {
         if let Some(n) = resolved.limit {
             manifest = manifest.limit(n);
         }
-        let manifest_bytes =
-            std::fs::read(&resolved.manifest).map_err(|source| GeomError::Io {
-                path: resolved.manifest.clone(),
-                source,
-            })?;
+        let manifest_bytes = std::fs::read(&resolved.manifest).map_err(|source| GeomError::Io {
+            path: resolved.manifest.clone(),
+            source,
+        })?;
         let dir = cache_dir(opts.cache_dir.as_deref());
         std::fs::create_dir_all(&dir).map_err(|source| GeomError::Io {
             path: dir.clone(),

@@ -69,8 +69,7 @@ impl Demo {
             let tmp = cache.join(format!("geom-demo-{:016x}.tmp-{}", h.0, std::process::id()));
             for (name, bytes) in DEMO_FILES {
                 let p = tmp.join(name);
-                std::fs::create_dir_all(p.parent().expect("a file in a folder"))
-                    .map_err(io(&p))?;
+                std::fs::create_dir_all(p.parent().expect("a file in a folder")).map_err(io(&p))?;
                 std::fs::write(&p, bytes).map_err(io(&p))?;
             }
             std::fs::write(tmp.join(".complete"), b"").map_err(io(&tmp))?;
@@ -90,9 +89,8 @@ impl Demo {
             path: toml_path.clone(),
             source,
         })?;
-        let meta: DemoToml = toml::from_str(&text).map_err(|e| {
-            GeomError::invalid(format!("{}: {e}", toml_path.display()))
-        })?;
+        let meta: DemoToml = toml::from_str(&text)
+            .map_err(|e| GeomError::invalid(format!("{}: {e}", toml_path.display())))?;
         Ok(Self { root, meta })
     }
 

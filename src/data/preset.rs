@@ -76,7 +76,8 @@ impl Preset {
     pub fn from_toml(text: &str, source: &str) -> Result<Self> {
         let p: Self = toml::from_str(text).map_err(|e| {
             GeomError::invalid(format!(
-                "{source}: not a dataset preset ({e}); expected name, description, modalities, and manifest or parquet"
+                "{} (a dataset preset has name, description, modalities, and manifest or parquet)",
+                GeomError::toml(source, text, &e)
             ))
         })?;
         if p.manifest.is_empty() && p.parquet.is_none() {

@@ -798,7 +798,7 @@ pub fn preprocess_video(
     let norm: Vec<Vec<f32>> = resized.iter().map(|f| normalise(f, cfg)).collect();
     let mut seq: Vec<&[f32]> = norm.iter().map(Vec::as_slice).collect();
     let last = seq[seq.len() - 1];
-    while seq.len() % cfg.temporal_patch_size != 0 {
+    while !seq.len().is_multiple_of(cfg.temporal_patch_size) {
         seq.push(last);
     }
     let mut values = Vec::new();

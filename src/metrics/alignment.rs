@@ -376,11 +376,18 @@ mod tests {
         // last-token states are all one vector: ties everywhere, and an
         // index-order tie-break would give a perfect (and meaningless) 1.0.
         let same = ndarray::Array2::<f32>::from_elem((20, 4), 0.5);
-        let other = ndarray::Array2::<f32>::from_shape_fn((20, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32);
+        let other =
+            ndarray::Array2::<f32>::from_shape_fn((20, 4), |(i, j)| ((i * 7 + j * 3) % 11) as f32);
         let opts = AlignOptions::default();
         for m in [Metric::MutualKnn, Metric::JaccardKnn, Metric::Cknna] {
-            assert!(align(m, same.view(), other.view(), &opts).unwrap().is_nan(), "{m}");
-            assert!(align(m, other.view(), same.view(), &opts).unwrap().is_nan(), "{m}");
+            assert!(
+                align(m, same.view(), other.view(), &opts).unwrap().is_nan(),
+                "{m}"
+            );
+            assert!(
+                align(m, other.view(), same.view(), &opts).unwrap().is_nan(),
+                "{m}"
+            );
         }
         assert!(align(Metric::MutualKnn, other.view(), other.view(), &opts).unwrap() > 0.99);
     }

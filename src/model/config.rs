@@ -213,13 +213,15 @@ impl Qwen2_5VlConfig {
     /// Checks the relations the architecture relies on.
     pub fn validate(&self) -> Result<()> {
         let t = &self.text;
-        if t.num_attention_heads == 0 || t.hidden_size % t.num_attention_heads != 0 {
+        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(GeomError::invalid(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             )));
         }
-        if t.num_key_value_heads == 0 || t.num_attention_heads % t.num_key_value_heads != 0 {
+        if t.num_key_value_heads == 0
+            || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads)
+        {
             return Err(GeomError::invalid(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads, t.num_key_value_heads
@@ -239,7 +241,7 @@ impl Qwen2_5VlConfig {
             )));
         }
         let v = &self.vision;
-        if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 {
+        if v.num_heads == 0 || !v.hidden_size.is_multiple_of(v.num_heads) {
             return Err(GeomError::invalid(format!(
                 "vision hidden_size {} is not divisible by num_heads {}",
                 v.hidden_size, v.num_heads

@@ -197,7 +197,8 @@ impl<B: Backend> TextModel<B> {
             }
             let (d_in, d_out) = proj.dims();
             let bound = 1.0 / (d_in as f64).sqrt();
-            let a = Tensor::<B, 2>::random([d_in, cfg.r], Distribution::Uniform(-bound, bound), device);
+            let a =
+                Tensor::<B, 2>::random([d_in, cfg.r], Distribution::Uniform(-bound, bound), device);
             let b = Tensor::<B, 2>::zeros([cfg.r, d_out], device);
             proj.lora = Some(Lora {
                 a,
@@ -437,7 +438,10 @@ impl Adapter {
             source,
         })?;
         let config: AdapterConfig = serde_json::from_str(&text).map_err(|e| {
-            GeomError::invalid(format!("{}: not a PEFT adapter config: {e}", cfg_path.display()))
+            GeomError::invalid(format!(
+                "{}: not a PEFT adapter config: {e}",
+                cfg_path.display()
+            ))
         })?;
         let what = cfg_path.display();
         if config.peft_type != "LORA" {
@@ -463,9 +467,12 @@ impl Adapter {
             source,
         })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-            GeomError::invalid(format!("{}: not a safetensors file: {e}", st_path.display()))
+            GeomError::invalid(format!(
+                "{}: not a safetensors file: {e}",
+                st_path.display()
+            ))
         })?;
-        let mut halves: BTreeMap<String, [Option<(Vec<f32>, Vec<usize>)>; 2]> = BTreeMap::new();
+        let mut halves: BTreeMap<String, [Option<Half>; 2]> = BTreeMap::new();
         for name in st.names() {
             let (module, which) = if let Some(m) = name.strip_suffix(".lora_A.weight") {
                 (m, 0)
@@ -480,11 +487,13 @@ impl Adapter {
             let module = module.strip_prefix("base_model.model.").unwrap_or(module);
             let module = canonical_key(&format!("{module}.weight"));
             let module = module.trim_end_matches(".weight").to_string();
-            let view = st.tensor(name).map_err(|e| {
-                GeomError::invalid(format!("{}: {name}: {e}", st_path.display()))
-            })?;
-            halves.entry(module).or_default()[which] =
-                Some((to_f32(view.dtype(), view.data(), name)?, view.shape().to_vec()));
+            let view = st
+                .tensor(name)
+                .map_err(|e| GeomError::invalid(format!("{}: {name}: {e}", st_path.display())))?;
+            halves.entry(module).or_default()[which] = Some((
+                to_f32(view.dtype(), view.data(), name)?,
+                view.shape().to_vec(),
+            ));
         }
         let mut modules = BTreeMap::new();
         for (module, [a, b]) in halves {
@@ -512,7 +521,10 @@ impl Adapter {
             );
         }
         if modules.is_empty() {
-            return Err(GeomError::invalid(format!("{}: no LoRA tensors", st_path.display())));
+            return Err(GeomError::invalid(format!(
+                "{}: no LoRA tensors",
+                st_path.display()
+            )));
         }
         Ok(Self {
             config,
@@ -531,8 +543,16 @@ impl Adapter {
         let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (module, w) in &self.modules {
             let key = peft_key(module);
-            tensors.push((format!("{key}.lora_A.weight"), le_bytes(&w.a), vec![w.r, w.d_in]));
-            tensors.push((format!("{key}.lora_B.weight"), le_bytes(&w.b), vec![w.d_out, w.r]));
+            tensors.push((
+                format!("{key}.lora_A.weight"),
+                le_bytes(&w.a),
+                vec![w.r, w.d_in],
+            ));
+            tensors.push((
+                format!("{key}.lora_B.weight"),
+                le_bytes(&w.b),
+                vec![w.d_out, w.r],
+            ));
         }
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
@@ -555,8 +575,11 @@ impl Adapter {
             source,
         })?;
         let cfg = dir.join("adapter_config.json");
-        std::fs::write(&cfg, serde_json::to_string_pretty(&self.config).expect("serialisable"))
-            .map_err(|source| GeomError::Io { path: cfg, source })
+        std::fs::write(
+            &cfg,
+            serde_json::to_string_pretty(&self.config).expect("serialisable"),
+        )
+        .map_err(|source| GeomError::Io { path: cfg, source })
     }
 }
 
@@ -594,7 +617,9 @@ pub fn merge_adapter(
             }
             used.insert(module.to_string());
             let delta = w.delta(adapter.scale_of(w.r));
-            Ok(Some(values.iter().zip(&delta).map(|(a, d)| a + d).collect()))
+            Ok(Some(
+                values.iter().zip(&delta).map(|(a, d)| a + d).collect(),
+            ))
         },
         progress,
     )?;
@@ -608,6 +633,9 @@ pub fn merge_adapter(
     }
     Ok(report)
 }
+
+/// One of lora_A / lora_B: values and shape.
+type Half = (Vec<f32>, Vec<usize>);
 
 /// PEFT's key of a module path (`model.layers.0.mlp.up_proj` →
 /// `base_model.model.model.language_model.layers.0.mlp.up_proj`).
@@ -652,8 +680,14 @@ mod tests {
     #[test]
     fn peft_keys_round_trip_through_the_canonical_names() {
         let k = peft_key("model.layers.3.self_attn.q_proj");
-        assert_eq!(k, "base_model.model.model.language_model.layers.3.self_attn.q_proj");
-        let back = canonical_key(&format!("{}.weight", k.strip_prefix("base_model.model.").unwrap()));
+        assert_eq!(
+            k,
+            "base_model.model.model.language_model.layers.3.self_attn.q_proj"
+        );
+        let back = canonical_key(&format!(
+            "{}.weight",
+            k.strip_prefix("base_model.model.").unwrap()
+        ));
         assert_eq!(back, "model.layers.3.self_attn.q_proj.weight");
         // The pre-4.52 tree names the same module.
         assert_eq!(
@@ -679,6 +713,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cfg.scale(), 4.0);
-        assert!(LoraConfig { targets: vec!["qkv".into()], ..Default::default() }.validate().is_err());
+        assert!(LoraConfig {
+            targets: vec!["qkv".into()],
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

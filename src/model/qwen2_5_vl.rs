@@ -186,7 +186,7 @@ impl<B: Backend> Qwen2_5Vl<B> {
         }
         let c = &self.config.vision;
         let cols = c.in_channels * c.temporal_patch_size * c.patch_size * c.patch_size;
-        if pixels.len() % cols != 0 {
+        if !pixels.len().is_multiple_of(cols) {
             return Err(GeomError::invalid(format!(
                 "{what} pixel values hold {} floats, not a multiple of the patch size {cols}",
                 pixels.len()

@@ -144,23 +144,9 @@ impl<B: Backend> TextModel<B> {
                         head_dim: hd,
                     },
                     mlp: Mlp {
-                        gate_proj: proj(
-                            w,
-                            &format!("{p}.mlp.gate_proj"),
-                            h,
-                            inter,
-                            false,
-                            device,
-                        ),
+                        gate_proj: proj(w, &format!("{p}.mlp.gate_proj"), h, inter, false, device),
                         up_proj: proj(w, &format!("{p}.mlp.up_proj"), h, inter, false, device),
-                        down_proj: proj(
-                            w,
-                            &format!("{p}.mlp.down_proj"),
-                            inter,
-                            h,
-                            false,
-                            device,
-                        ),
+                        down_proj: proj(w, &format!("{p}.mlp.down_proj"), inter, h, false, device),
                     },
                     input_layernorm: rms_norm(
                         w,

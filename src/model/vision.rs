@@ -32,8 +32,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::config::VisionConfig;
-use super::lora::Proj;
 use super::load::WeightMap;
+use super::lora::Proj;
 use super::rotary::Rotary;
 use super::text::{frozen, linear, rms_norm, take, transposed, Mlp};
 use crate::error::{GeomError, Result};

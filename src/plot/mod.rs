@@ -30,10 +30,10 @@ use crate::error::{GeomError, Result};
 pub use font::ensure_fonts;
 pub use heatmap::render_heatmap;
 pub use lines::render_lines;
-pub use scatter::{render_scatter, ScatterFigure, ScatterGroup, ScatterPanel};
 pub(crate) use render::{
     draw_box, format_tick, render, tick_decimals, DrawResult, DrawResultExt, Drawing, Px,
 };
+pub use scatter::{render_scatter, ScatterFigure, ScatterGroup, ScatterPanel};
 
 /// How much larger than the SVG (in pixels) the PNG is rendered.
 pub const PNG_SCALE: f64 = 2.0;

@@ -125,10 +125,15 @@ impl TrainOptions {
             ));
         }
         if self.grad_accum == 0 || self.max_len == 0 {
-            return Err(GeomError::invalid("--grad-accum and --max-len must be at least 1"));
+            return Err(GeomError::invalid(
+                "--grad-accum and --max-len must be at least 1",
+            ));
         }
         if self.temperature <= 0.0 || !self.temperature.is_finite() {
-            return Err(GeomError::invalid(format!("--temperature {} must be > 0", self.temperature)));
+            return Err(GeomError::invalid(format!(
+                "--temperature {} must be > 0",
+                self.temperature
+            )));
         }
         if self.lr <= 0.0 || !self.lr.is_finite() {
             return Err(GeomError::invalid(format!("--lr {} must be > 0", self.lr)));
@@ -181,20 +186,38 @@ pub struct TrainReport {
 
 /// L2-normalised last-token embeddings of texts under the LCO text prompt,
 /// `[n, hidden]`, differentiable through the adapters.
-pub fn embed_texts<B: Backend>(emb: &Embedder<B>, texts: &[&str], max_len: usize) -> Result<Tensor<B, 2>> {
+pub fn embed_texts<B: Backend>(
+    emb: &Embedder<B>,
+    texts: &[&str],
+    max_len: usize,
+) -> Result<Tensor<B, 2>> {
     let items: Vec<Item> = texts.iter().map(|t| Item::text(*t)).collect();
     let inputs = emb.prepare_truncated(&items, Some(max_len))?;
-    let out = emb.model().forward(&inputs, &CaptureSpec::none(), emb.device())?;
+    let out = emb
+        .model()
+        .forward(&inputs, &CaptureSpec::none(), emb.device())?;
     let [b, t, h] = out.last_hidden_state.dims();
     // Left padding: every row's last token is at position T − 1.
-    let last = out.last_hidden_state.slice([0..b, t - 1..t, 0..h]).reshape([b, h]);
-    let norm = last.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    let last = out
+        .last_hidden_state
+        .slice([0..b, t - 1..t, 0..h])
+        .reshape([b, h]);
+    let norm = last
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
     Ok(last / norm)
 }
 
 /// InfoNCE: anchors `[n, d]` against candidates `[m, d]` (`m ≥ n`; row i's
 /// target is candidate i), logits `a·cᵀ / τ`, mean cross-entropy.
-pub fn info_nce<B: Backend>(anchors: Tensor<B, 2>, candidates: Tensor<B, 2>, tau: f64) -> Tensor<B, 1> {
+pub fn info_nce<B: Backend>(
+    anchors: Tensor<B, 2>,
+    candidates: Tensor<B, 2>,
+    tau: f64,
+) -> Tensor<B, 1> {
     let [n, _] = anchors.dims();
     let [m, _] = candidates.dims();
     let device = anchors.device();
@@ -209,7 +232,12 @@ pub fn info_nce<B: Backend>(anchors: Tensor<B, 2>, candidates: Tensor<B, 2>, tau
 
 /// The loss of one micro-batch: anchors, positives, then the negatives that
 /// exist, embedded in one padded batch.
-pub fn batch_loss<B: Backend>(emb: &Embedder<B>, batch: &[&Example], tau: f64, max_len: usize) -> Result<Tensor<B, 1>> {
+pub fn batch_loss<B: Backend>(
+    emb: &Embedder<B>,
+    batch: &[&Example],
+    tau: f64,
+    max_len: usize,
+) -> Result<Tensor<B, 1>> {
     let n = batch.len();
     let mut texts: Vec<&str> = batch.iter().map(|e| e.anchor.as_str()).collect();
     texts.extend(batch.iter().map(|e| e.positive.as_str()));
@@ -227,7 +255,9 @@ fn batch_indices(k: usize, n: usize, batch: usize, seed: u64) -> Vec<usize> {
     let per_epoch = n / batch;
     let (epoch, i) = (k / per_epoch, k % per_epoch);
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(epoch as u64)));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        seed.wrapping_add(epoch as u64),
+    ));
     order[i * batch..(i + 1) * batch].to_vec()
 }
 
@@ -286,7 +316,11 @@ fn run<B: AutodiffBackend>(
             )));
         };
         let state: TrainerState = read_json(&dir.join("trainer_state.json"))?;
-        if state.options.seed != opts.seed || state.options.batch_size != opts.batch_size || state.options.r != opts.r || state.total_steps != total {
+        if state.options.seed != opts.seed
+            || state.options.batch_size != opts.batch_size
+            || state.options.r != opts.r
+            || state.total_steps != total
+        {
             return Err(GeomError::invalid(format!(
                 "--resume: {} was written with other settings (seed, batch size, rank or schedule differ); resume with the same command",
                 dir.display()
@@ -326,7 +360,8 @@ fn run<B: AutodiffBackend>(
             l.a = l.a.clone().require_grad();
             l.b = l.b.clone().require_grad();
             adapters += 1;
-            trainable += l.a.dims().iter().product::<usize>() + l.b.dims().iter().product::<usize>();
+            trainable +=
+                l.a.dims().iter().product::<usize>() + l.b.dims().iter().product::<usize>();
         }
     }
     let shapes: Vec<[usize; 2]> = params(&mut emb).iter().map(|t| t.dims()).collect();
@@ -335,8 +370,14 @@ fn run<B: AutodiffBackend>(
     for (i, s) in shapes.iter().enumerate() {
         match &moments {
             Some(mv) => {
-                m.push(Tensor::from_data(TensorData::new(mv[i].0.clone(), *s), device));
-                v.push(Tensor::from_data(TensorData::new(mv[i].1.clone(), *s), device));
+                m.push(Tensor::from_data(
+                    TensorData::new(mv[i].0.clone(), *s),
+                    device,
+                ));
+                v.push(Tensor::from_data(
+                    TensorData::new(mv[i].1.clone(), *s),
+                    device,
+                ));
             }
             None => {
                 m.push(Tensor::zeros(*s, device));
@@ -352,8 +393,10 @@ fn run<B: AutodiffBackend>(
     let bar = if progress {
         let b = ProgressBar::new(total as u64);
         b.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("valid template"),
         );
         b.set_position(start as u64);
         b
@@ -367,7 +410,10 @@ fn run<B: AutodiffBackend>(
         let ts = Instant::now();
         // Dropout and nothing else draws from the backend RNG: reseeding per
         // step makes a resumed run identical to an uninterrupted one.
-        B::seed(device, opts.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        B::seed(
+            device,
+            opts.seed.wrapping_mul(1_000_003).wrapping_add(step as u64),
+        );
         let mut grads: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
         let mut loss_sum = 0.0;
         for micro in 0..opts.grad_accum {
@@ -379,7 +425,10 @@ fn run<B: AutodiffBackend>(
             let g = (loss / opts.grad_accum as f64).backward();
             let these: Vec<Tensor<B::InnerBackend, 2>> = params(&mut emb)
                 .iter()
-                .map(|t| t.grad(&g).unwrap_or_else(|| Tensor::zeros(t.dims(), device)))
+                .map(|t| {
+                    t.grad(&g)
+                        .unwrap_or_else(|| Tensor::zeros(t.dims(), device))
+                })
                 .collect();
             grads = Some(match grads {
                 None => these,
@@ -419,7 +468,10 @@ fn run<B: AutodiffBackend>(
             "elapsed_s": t0.elapsed().as_secs_f64(),
         });
         writeln!(log, "{line}").map_err(io(&log_path))?;
-        bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}  {:.1} ex/s", n_ex as f64 / ts.elapsed().as_secs_f64()));
+        bar.set_message(format!(
+            "loss {loss:.4}  lr {lr:.2e}  {:.1} ex/s",
+            n_ex as f64 / ts.elapsed().as_secs_f64()
+        ));
         bar.inc(1);
         if opts.save_steps > 0 && (step + 1) % opts.save_steps == 0 && step + 1 < total {
             let dir = out.join(format!("checkpoint-{}", step + 1));
@@ -469,7 +521,12 @@ fn params<B: Backend>(emb: &mut Embedder<B>) -> Vec<&mut Tensor<B, 2>> {
     out
 }
 
-fn save_adapter<B: Backend>(emb: &mut Embedder<B>, lora: &LoraConfig, base: &str, dir: &Path) -> Result<()> {
+fn save_adapter<B: Backend>(
+    emb: &mut Embedder<B>,
+    lora: &LoraConfig,
+    base: &str,
+    dir: &Path,
+) -> Result<()> {
     emb.model_mut().text.adapter(lora, base)?.save(dir)
 }
 
@@ -482,7 +539,10 @@ fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let n: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            e.path().join("trainer_state.json").exists().then(|| (n, e.path()))
+            e.path()
+                .join("trainer_state.json")
+                .exists()
+                .then(|| (n, e.path()))
         })
         .max_by_key(|(n, _)| *n))
 }
@@ -506,14 +566,27 @@ fn write_moments<B: Backend>(path: &Path, m: &[Tensor<B, 2>], v: &[Tensor<B, 2>]
                 .convert::<f32>()
                 .to_vec()
                 .map_err(|e| GeomError::invalid(format!("optimiser state: {e:?}")))?;
-            data.push((format!("{name}.{i:05}"), vals.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(), shape));
+            data.push((
+                format!("{name}.{i:05}"),
+                vals.iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+                shape,
+            ));
         }
     }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
         .iter()
-        .map(|(k, b, s)| (k.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("shape matches")))
+        .map(|(k, b, s)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .expect("shape matches"),
+            )
+        })
         .collect();
-    safetensors::serialize_to_file(views, None, path).map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))
 }
 
 fn read_moments(path: &Path) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
@@ -524,8 +597,13 @@ fn read_moments(path: &Path) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))?;
     let f = |name: &str| -> Result<Vec<f32>> {
-        let t = st.tensor(name).map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))?;
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let t = st
+            .tensor(name)
+            .map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))?;
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     };
     (0..st.len() / 2)
         .map(|i| Ok((f(&format!("m.{i:05}"))?, f(&format!("v.{i:05}"))?)))
@@ -538,7 +616,11 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
-        let o = TrainOptions { lr: 1.0, warmup: 10, ..Default::default() };
+        let o = TrainOptions {
+            lr: 1.0,
+            warmup: 10,
+            ..Default::default()
+        };
         assert_eq!(o.lr_at(0, 110), 0.0);
         assert!((o.lr_at(5, 110) - 0.5).abs() < 1e-12);
         assert!((o.lr_at(10, 110) - 1.0).abs() < 1e-12);
