@@ -139,26 +139,13 @@ impl Checkpoint {
             .tensor(stored)
             .map_err(|e| GeomError::invalid(format!("{}: {e}", path.display())))?;
         let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            other => {
-                return Err(GeomError::invalid(format!(
-                    "{}: tensor '{stored}' has dtype {other:?} (expected F32, BF16 or F16)",
-                    path.display()
-                )))
-            }
-        };
+        let values = decode_f32(view.dtype(), bytes).ok_or_else(|| {
+            GeomError::invalid(format!(
+                "{}: tensor '{stored}' has dtype {:?} (expected F32, BF16 or F16)",
+                path.display(),
+                view.dtype()
+            ))
+        })?;
         // The f32 copy is what the model keeps: drop the file pages just read
         // from this process's resident set, so loading never holds the
         // checkpoint twice (peak ≈ f32 weights + one tensor).
@@ -178,6 +165,26 @@ impl Checkpoint {
         }
         Ok((values, view.shape().to_vec()))
     }
+}
+
+/// Little-endian F32, BF16 or F16 bytes as f32 values (`None` for any
+/// other dtype): the one conversion of checkpoint, adapter and rewrite code.
+pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// Maps the `model.language_model.*` / `model.visual.*` layout onto the hub's

@@ -652,24 +652,10 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8], name: &str) -> Result<Vec<f32>> {
-    Ok(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
-        other => {
-            return Err(GeomError::invalid(format!(
-                "adapter tensor '{name}' has dtype {other:?} (expected F32, BF16 or F16)"
-            )))
-        }
+    super::load::decode_f32(dtype, bytes).ok_or_else(|| {
+        GeomError::invalid(format!(
+            "adapter tensor '{name}' has dtype {dtype:?} (expected F32, BF16 or F16)"
+        ))
     })
 }
 

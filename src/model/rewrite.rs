@@ -395,21 +395,8 @@ fn element(dtype: Dtype, b: &[u8], i: usize) -> f32 {
 }
 
 fn decode(dtype: Dtype, b: &[u8]) -> Vec<f32> {
-    match dtype {
-        Dtype::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::BF16 => b
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
-        Dtype::F16 => b
-            .chunks_exact(2)
-            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
-        other => unreachable!("decode() of a {other:?} tensor"),
-    }
+    crate::model::load::decode_f32(dtype, b)
+        .unwrap_or_else(|| unreachable!("decode() of a {dtype:?} tensor"))
 }
 
 /// f32 values to little-endian bytes of `dtype` (round-to-nearest-even for
