@@ -68,8 +68,8 @@ demo-assets:
 	python3 scripts/make_demo_assets.py
 
 # Regenerate the demo's "after" checkpoint: geom's own text-only contrastive LoRA run on the
-# demo's NLI sample, merged into "before" (about 80 s on 2 cores).
+# demo's NLI sample, merged into "before" (about 8 minutes on 2 cores).
 demo-after: build
 	rm -rf target/demo-cl && $(GEOM) train-cl --model assets/demo/before --data assets/demo/nli.jsonl \
-	  --out target/demo-cl --r 16 --alpha 32 --batch-size 32 --epochs 2 --warmup 10 --seed 42
+	  --out target/demo-cl --r 16 --alpha 32 --lr 1e-3 --batch-size 32 --epochs 10 --warmup 10 --seed 42
 	rm -rf assets/demo/after && $(GEOM) merge-lora --base assets/demo/before --adapter target/demo-cl --out assets/demo/after

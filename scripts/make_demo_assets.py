@@ -16,7 +16,8 @@ per-layer hidden states and computes anisotropy and mutual-kNN alignment
   weights (seed 0); the tokenizer is the byte-level BPE recipe of
   ``gen_qwen2_5_vl_fixtures.py`` trained on the demo's own sentences;
 * ``after/`` (only with ``--random-after``): the same architecture with seed-1
-  random weights, a placeholder for a trained "after contrastive learning" model.
+  random weights, a placeholder. The committed ``after/`` is geom's own
+  text-only contrastive LoRA run on ``nli.jsonl``, merged (``make demo-after``).
 
 The tokenizer, config, init and chat messages are those of
 ``scripts/gen_qwen2_5_vl_fixtures.py`` (imported, not copied). The output is

@@ -103,6 +103,44 @@ fn demo_default_prints_the_anisotropy_table() {
     );
 }
 
+/// The demo default honours the extraction flags: `--cache-dir` receives the
+/// demo's files and both extracted stores.
+#[test]
+fn demo_default_uses_the_given_cache_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let o = geom(&[
+        "anisotropy",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--batch-size",
+        "64",
+        "--layers",
+        "-1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("geom-demo-")),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".h5")).count(),
+        2,
+        "{names:?}"
+    );
+    let o = geom(&["compare", "--device", "gpu:7"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a bad --device is an error, demo or not"
+    );
+    assert!(stderr(&o).contains("gpu:7"), "{}", stderr(&o));
+}
+
 /// The demo's other entry points: `kernel-align --pairs demo` with the
 /// demo's checkpoints, `compare` with no argument, and `figure` on the
 /// demo's config; the embedding layer (all rows one vector) has no
@@ -212,6 +250,19 @@ fn anisotropy_json_and_csv_follow_the_documented_format() {
     assert_eq!(j["layers"], serde_json::json!([0, 4]));
     assert_eq!(j["modalities"]["text"].as_array().unwrap().len(), 2);
     assert_eq!(j["modalities"]["image"].as_array().unwrap().len(), 2);
+    // A negative layer is a value, not a flag, even as its own argument.
+    let o = geom(&[
+        "anisotropy",
+        "--store",
+        s,
+        "--layers",
+        "-1",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(j["layers"], serde_json::json!([4]));
     let o = geom(&[
         "anisotropy",
         "--store",

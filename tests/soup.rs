@@ -1,5 +1,6 @@
-//! `geom soup`: weighted averages of copies of the tiny fixture checkpoint,
-//! and one clear line with exit code 2 for every bad input.
+//! `geom soup`: weighted averages of copies of the tiny fixture checkpoint
+//! and of PEFT adapters on it, and one clear line with exit code 2 for every
+//! bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -93,6 +94,76 @@ fn weighted_soup_of_two_checkpoints() {
         }
     }
     Qwen2_5Vl::<Cpu>::load(&out, &Default::default()).unwrap();
+}
+
+/// A soup of two PEFT adapters (plain and rsLoRA, made by peft) merged into
+/// the base equals the soup of the two merged checkpoints; an adapter and a
+/// checkpoint do not mix.
+#[test]
+fn soup_of_adapters_merges_to_the_soup_of_the_merged_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lora = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora");
+    let (x, y) = (lora.join("adapter"), lora.join("adapter_rslora"));
+    let merge = |adapter: &Path, out: &Path| {
+        let r = geom(&[
+            p("merge-lora"),
+            p("--base"),
+            &fx("model"),
+            p("--adapter"),
+            adapter,
+            p("--out"),
+            out,
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    };
+    let (mx, my) = (tmp.path().join("mx"), tmp.path().join("my"));
+    merge(&x, &mx);
+    merge(&y, &my);
+    let soup_ckpt = tmp.path().join("soup_ckpt");
+    let r = geom(&[
+        p("soup"),
+        &mx,
+        &my,
+        p("--out"),
+        &soup_ckpt,
+        p("--weights"),
+        p("1,3"),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+
+    let soup_ad = tmp.path().join("soup_adapter");
+    let r = geom(&[
+        p("soup"),
+        &x,
+        &y,
+        p("--out"),
+        &soup_ad,
+        p("--weights"),
+        p("1,3"),
+    ]);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        stdout.contains("soup of 2 adapters (weights 0.2500, 0.7500"),
+        "{stdout}"
+    );
+    assert!(soup_ad.join("adapter_config.json").exists());
+    let merged = tmp.path().join("merged_soup");
+    merge(&soup_ad, &merged);
+    let mut worst = 0f32;
+    for ((ka, va), (kb, vb)) in tensors(&soup_ckpt).into_iter().zip(tensors(&merged)) {
+        assert_eq!(ka, kb);
+        for (a, b) in va.iter().zip(&vb) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst < 1e-5, "adapter soup vs checkpoint soup: {worst}");
+
+    user_error(
+        &geom(&[p("soup"), &x, &mx, p("--out"), &tmp.path().join("mixed")]),
+        &["adapter folder", "mx"],
+    );
+    assert!(!tmp.path().join("mixed").exists());
 }
 
 #[test]

@@ -46,10 +46,10 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     k: usize,
     /// Layers: all, a list 0,5,10, a range 0..12, negative -1 (last).
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
     layers: String,
     /// Layers of b in all-pairs mode (default: same as --layers).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     layers_b: Option<String>,
     /// Layerwise or all-pairs.
     #[arg(long, value_enum, default_value_t = Mode::Layerwise)]
@@ -110,7 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let k = metric.uses_k().then_some(args.k);
-    let stores = open_stores(&args.source.with_stores(&args.stores)?)?;
+    let stores = open_stores(
+        &args.source.with_stores(&args.stores)?,
+        &args.source.extraction,
+    )?;
     let multi = stores.len() > 1;
     let mut written = Vec::new();
     let mut curves = Vec::new();

@@ -43,7 +43,7 @@ pub struct Args {
     #[command(flatten)]
     source: ModelSource,
     /// Layers: all, a list 0,5,10, a range 0..12, negative -1 (last).
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
     layers: String,
     /// Modalities to include, comma-separated (default: all in the store).
     #[arg(long)]
@@ -89,7 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Variant::Centered => "anisotropy_centered",
         Variant::Sampled => "anisotropy_sampled",
     };
-    let stores = open_stores(&args.source.with_stores(&args.stores)?)?;
+    let stores = open_stores(
+        &args.source.with_stores(&args.stores)?,
+        &args.source.extraction,
+    )?;
     let multi = stores.len() > 1;
     let mut reports = Vec::new();
     for (label, store) in &stores {

@@ -36,10 +36,11 @@ impl std::str::FromStr for StoreArg {
     }
 }
 
-/// Opens every store, or the embedded demo pair when none is given.
-pub fn open_stores(args: &[StoreArg]) -> Result<Vec<(String, Store)>> {
+/// Opens every store, or the embedded demo pair when none is given (its
+/// checkpoints extracted with `extraction`'s device, batch size and cache).
+pub fn open_stores(args: &[StoreArg], extraction: &Extraction) -> Result<Vec<(String, Store)>> {
     let args = if args.is_empty() {
-        demo_stores()?
+        demo_stores(extraction)?
     } else {
         args.to_vec()
     };
@@ -51,12 +52,16 @@ pub fn open_stores(args: &[StoreArg]) -> Result<Vec<(String, Store)>> {
 /// The embedded demo's stores: its checkpoint pair through the model on its
 /// paired sample (extracted once into the cache).
 #[cfg(feature = "model")]
-fn demo_stores() -> Result<Vec<StoreArg>> {
-    super::source::demo_stores()
+fn demo_stores(extraction: &Extraction) -> Result<Vec<StoreArg>> {
+    super::source::demo_stores(
+        &extraction.device,
+        extraction.batch_size,
+        extraction.cache_dir.as_deref(),
+    )
 }
 
 #[cfg(not(feature = "model"))]
-fn demo_stores() -> Result<Vec<StoreArg>> {
+fn demo_stores(_: &Extraction) -> Result<Vec<StoreArg>> {
     Err(GeomError::invalid(
         "no --store given, and the embedded demo needs geom built with the `model` feature (the default)",
     ))

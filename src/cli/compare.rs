@@ -32,7 +32,7 @@ pub struct Args {
     #[command(flatten)]
     extraction: Extraction,
     /// Layers (all, 0,5,10, 0..12, -1).
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", allow_hyphen_values = true)]
     layers: String,
     /// The two modalities to align (default: image and text when present, else the first two).
     #[arg(long)]
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let stores = open_stores(&sides)?;
+    let stores = open_stores(&sides, &args.extraction)?;
     let (before, after) = (&stores[0].1, &stores[1].1);
     for (label, store) in &stores {
         warn_if_synthetic(label, store);

@@ -132,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             sides.push(side.clone());
         }
     }
-    let stores = open_stores(&sides)?;
+    let stores = open_stores(&sides, &args.extraction)?;
     for (label, store) in &stores {
         warn_if_synthetic(label, store);
     }

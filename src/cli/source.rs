@@ -43,9 +43,10 @@ pub fn model_stores(
         .collect()
 }
 
-/// The embedded demo's before/after stores (extracted on first use).
-pub fn demo_stores() -> Result<Vec<StoreArg>> {
-    let demo = Demo::materialize()?;
+/// The embedded demo's before/after stores (extracted on first use, on
+/// `device`, into `cache` or the default cache folder).
+pub fn demo_stores(device: &str, batch_size: usize, cache: Option<&Path>) -> Result<Vec<StoreArg>> {
+    let demo = Demo::materialize_in(&crate::data::cache::cache_dir(cache))?;
     eprintln!(
         "note: no store or --model given; using the {}",
         demo.provenance()
@@ -57,5 +58,5 @@ pub fn demo_stores() -> Result<Vec<StoreArg>> {
             path,
         })
         .collect();
-    model_stores(&models, Some("demo"), "cpu", 16, None)
+    model_stores(&models, Some("demo"), device, batch_size, cache)
 }

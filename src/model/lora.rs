@@ -640,11 +640,17 @@ type Half = (Vec<f32>, Vec<usize>);
 /// PEFT's key of a module path (`model.layers.0.mlp.up_proj` →
 /// `base_model.model.model.language_model.layers.0.mlp.up_proj`).
 fn peft_key(module: &str) -> String {
-    let m = module
+    format!("base_model.model.{}", peft_module(module))
+}
+
+/// A canonical module path as PEFT names it inside the model
+/// (`model.language_model.layers.0.self_attn.q_proj`): the names
+/// `rank_pattern` and `target_modules` match.
+pub(crate) fn peft_module(module: &str) -> String {
+    module
         .strip_prefix("model.")
         .map(|rest| format!("model.language_model.{rest}"))
-        .unwrap_or_else(|| module.to_string());
-    format!("base_model.model.{m}")
+        .unwrap_or_else(|| module.to_string())
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {

@@ -21,6 +21,7 @@ pub mod device;
 pub mod embed;
 pub mod load;
 pub mod lora;
+pub mod lora_soup;
 pub mod qwen2_5_vl;
 pub mod rewrite;
 pub mod rope;

@@ -147,11 +147,13 @@ impl TrainOptions {
         Ok(())
     }
 
-    /// Optimiser steps for `n` examples.
+    /// Optimiser steps for `n` examples: an epoch is `n / batch_size` whole
+    /// micro-batches (the remainder is left out, as batches never straddle
+    /// two epochs); `epochs` of them, `grad_accum` per step, rounded up.
     pub fn total_steps(&self, n: usize) -> usize {
         self.max_steps.unwrap_or_else(|| {
-            let per_step = self.batch_size * self.grad_accum;
-            ((self.epochs * n as f64) / per_step as f64).ceil().max(1.0) as usize
+            let micro = (self.epochs * (n / self.batch_size) as f64).round();
+            (micro / self.grad_accum as f64).ceil().max(1.0) as usize
         })
     }
 
@@ -230,6 +232,35 @@ pub fn info_nce<B: Backend>(
     (log_softmax(logits, 1) * onehot).sum().neg() / n as f64
 }
 
+/// The fraction of anchors `[n, d]` whose most similar candidate `[m, d]` is
+/// their own (candidate i): in-batch top-1 retrieval accuracy. A loss below
+/// chance with a top-1 near 1/m means the embeddings crowded together
+/// rather than learned to discriminate.
+pub fn top1<B: Backend>(anchors: Tensor<B, 2>, candidates: Tensor<B, 2>) -> f64 {
+    let [n, _] = anchors.dims();
+    let best: Vec<i64> = anchors
+        .matmul(candidates.transpose())
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .expect("integer indices");
+    best.iter()
+        .enumerate()
+        .filter(|(i, &j)| j == *i as i64)
+        .count() as f64
+        / n as f64
+}
+
+/// One micro-batch's InfoNCE loss (differentiable) and its in-batch top-1
+/// accuracy ([`top1`]).
+pub struct BatchLoss<B: Backend> {
+    /// Mean InfoNCE loss.
+    pub loss: Tensor<B, 1>,
+    /// In-batch top-1 retrieval accuracy of the anchors.
+    pub top1: f64,
+}
+
 /// The loss of one micro-batch: anchors, positives, then the negatives that
 /// exist, embedded in one padded batch.
 pub fn batch_loss<B: Backend>(
@@ -237,7 +268,7 @@ pub fn batch_loss<B: Backend>(
     batch: &[&Example],
     tau: f64,
     max_len: usize,
-) -> Result<Tensor<B, 1>> {
+) -> Result<BatchLoss<B>> {
     let n = batch.len();
     let mut texts: Vec<&str> = batch.iter().map(|e| e.anchor.as_str()).collect();
     texts.extend(batch.iter().map(|e| e.positive.as_str()));
@@ -246,7 +277,10 @@ pub fn batch_loss<B: Backend>(
     let [total, d] = z.dims();
     let anchors = z.clone().slice([0..n, 0..d]);
     let candidates = z.slice([n..total, 0..d]);
-    Ok(info_nce(anchors, candidates, tau))
+    Ok(BatchLoss {
+        top1: top1(anchors.clone().detach(), candidates.clone().detach()),
+        loss: info_nce(anchors, candidates, tau),
+    })
 }
 
 /// The example indices of micro-batch `k` (0-based, counted over the whole
@@ -415,13 +449,15 @@ fn run<B: AutodiffBackend>(
             opts.seed.wrapping_mul(1_000_003).wrapping_add(step as u64),
         );
         let mut grads: Option<Vec<Tensor<B::InnerBackend, 2>>> = None;
-        let mut loss_sum = 0.0;
+        let (mut loss_sum, mut top1_sum) = (0.0, 0.0);
         for micro in 0..opts.grad_accum {
             let k = step * opts.grad_accum + micro;
             let idx = batch_indices(k, examples.len(), opts.batch_size, opts.seed);
             let batch: Vec<&Example> = idx.iter().map(|&i| &examples[i]).collect();
-            let loss = batch_loss(&emb, &batch, opts.temperature, opts.max_len)?;
+            let BatchLoss { loss, top1 } =
+                batch_loss(&emb, &batch, opts.temperature, opts.max_len)?;
             loss_sum += scalar(loss.clone());
+            top1_sum += top1;
             let g = (loss / opts.grad_accum as f64).backward();
             let these: Vec<Tensor<B::InnerBackend, 2>> = params(&mut emb)
                 .iter()
@@ -460,16 +496,17 @@ fn run<B: AutodiffBackend>(
         }
         drop(ps);
         let loss = loss_sum / opts.grad_accum as f64;
+        let top1 = top1_sum / opts.grad_accum as f64;
         losses.push(loss);
         let n_ex = opts.batch_size * opts.grad_accum;
         let line = serde_json::json!({
-            "step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm,
+            "step": step + 1, "loss": loss, "top1": top1, "lr": lr, "grad_norm": norm,
             "examples_per_s": n_ex as f64 / ts.elapsed().as_secs_f64(),
             "elapsed_s": t0.elapsed().as_secs_f64(),
         });
         writeln!(log, "{line}").map_err(io(&log_path))?;
         bar.set_message(format!(
-            "loss {loss:.4}  lr {lr:.2e}  {:.1} ex/s",
+            "loss {loss:.4}  top-1 {top1:.2}  lr {lr:.2e}  {:.1} ex/s",
             n_ex as f64 / ts.elapsed().as_secs_f64()
         ));
         bar.inc(1);
@@ -626,6 +663,45 @@ mod tests {
         assert!((o.lr_at(10, 110) - 1.0).abs() < 1e-12);
         assert!((o.lr_at(60, 110) - 0.5).abs() < 1e-12);
         assert!(o.lr_at(109, 110) < 1e-3);
+    }
+
+    #[test]
+    fn top1_counts_anchors_whose_own_candidate_is_nearest() {
+        type B = crate::model::Cpu;
+        let t = |v: Vec<f32>, r: usize| {
+            Tensor::<B, 2>::from_data(TensorData::new(v, [r, 2]), &Default::default())
+        };
+        let anchors = || t(vec![1.0, 0.0, 0.0, 1.0], 2);
+        // Own candidates nearest (a hard negative in third place).
+        assert_eq!(
+            top1(anchors(), t(vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.6], 3)),
+            1.0
+        );
+        // Anchor 0 is nearest to candidate 1, anchor 1 still to its own.
+        assert_eq!(top1(anchors(), t(vec![0.5, 0.1, 0.9, 0.8], 2)), 0.5);
+        // Neither.
+        assert_eq!(top1(anchors(), t(vec![0.0, 1.0, 1.0, 0.0], 2)), 0.0);
+    }
+
+    #[test]
+    fn epochs_count_whole_batches() {
+        let o = |epochs: f64, batch_size: usize, grad_accum: usize| TrainOptions {
+            epochs,
+            batch_size,
+            grad_accum,
+            ..Default::default()
+        };
+        // 700 examples are 21 whole batches of 32: two epochs are 42 steps,
+        // not ceil(1400 / 32) = 44 (which would start a third epoch).
+        assert_eq!(o(2.0, 32, 1).total_steps(700), 42);
+        assert_eq!(o(2.0, 32, 4).total_steps(700), 11);
+        assert_eq!(o(0.5, 32, 1).total_steps(700), 11);
+        assert_eq!(o(1.0, 700, 1).total_steps(700), 1);
+        let capped = TrainOptions {
+            max_steps: Some(5),
+            ..o(2.0, 32, 1)
+        };
+        assert_eq!(capped.total_steps(700), 5);
     }
 
     #[test]
