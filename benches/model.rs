@@ -380,7 +380,12 @@ fn breakdown(
                 TensorData::new(inputs.pixel_values.clone(), [n, cols]),
                 device,
             );
-            let out = model.visual.forward(x, &inputs.image_grids, &[]).unwrap();
+            let out = model
+                .visual
+                .as_ref()
+                .unwrap()
+                .forward(x, &inputs.image_grids, &[])
+                .unwrap();
             let data = out.embeds.clone().into_data(); // forces the computation
             if rep > 0 {
                 times
@@ -756,7 +761,7 @@ fn ops_vision(model: &Qwen2_5Vl<Cpu>, n: usize, repeats: usize) {
     let cfg = &model.config().vision;
     let (d, nh, inter) = (cfg.hidden_size, cfg.num_heads, cfg.intermediate_size);
     let hd = d / nh;
-    let blk = &model.visual.blocks[0];
+    let blk = &model.visual.as_ref().unwrap().blocks[0];
     let nf = n as f64;
     let r = half_turn(hd, &device);
     let mut tm = OpTimer::default();
@@ -767,7 +772,7 @@ fn ops_vision(model: &Qwen2_5Vl<Cpu>, n: usize, repeats: usize) {
         let x = tm.t(
             "patch_embed [N,1176]x[1176,D]",
             2.0 * nf * (1176 * d) as f64,
-            || model.visual.patch_embed.forward(pix),
+            || model.visual.as_ref().unwrap().patch_embed.forward(pix),
         );
         let x = tm.t("select rows (window permutation)", 0.0, || {
             x.select(0, perm.clone())
@@ -879,7 +884,7 @@ fn ops_vision(model: &Qwen2_5Vl<Cpu>, n: usize, repeats: usize) {
             blk.mlp.down_proj.linear.forward(a)
         });
         let out = hres + dn;
-        let m = &model.visual.merger;
+        let m = &model.visual.as_ref().unwrap().merger;
         let y = m.ln_q.forward(out).reshape([n / 4, 4 * d]);
         let y = tm.t(
             "merger fc1 [N/4,4D]x[4D,4D]",

@@ -9,13 +9,19 @@ prompt, chat template, left padding, last-token state, InfoNCE with in-batch
 and hard negatives, τ 0.03), LoRA r 16 / α 32 on the seven decoder
 projections, dropout 0, AdamW, f32, ``--threads`` CPU threads, each side in a
 fresh process. Reported: seconds per optimiser step (median over the steps
-after the first) and the peak resident memory of the process.
+after the first) and the peak resident memory of the process; with
+``--device cuda`` (geom built with ``--features cuda``) both sides run on the
+GPU and the peak GPU memory of each process is reported too (polled with
+``nvidia-smi``, the same way for both; torch's own allocator peak beside it).
 
 Run (needs scripts/requirements-models.txt and a built geom)::
 
     python3 scripts/bench_model.py --threads 2   # builds /tmp/geom-bench-model once
     cargo build
     python3 scripts/bench_train.py [--threads 2] [--steps 4]
+    # on a GPU machine:
+    cargo build --release --features cuda
+    python3 scripts/bench_train.py --device cuda --geom-bin target/release/geom
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,8 +70,10 @@ def torch_side(args) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dev = torch.device(args.device)
     m = Path(args.model)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(m, torch_dtype=torch.float32, attn_implementation="sdpa")
+    model.to(dev)
     proc = AutoProcessor.from_pretrained(m)
     proc.tokenizer.padding_side = "left"
     targets = r".*language_model\.layers\.\d+\.(?:self_attn\.(?:q_proj|k_proj|v_proj|o_proj)|mlp\.(?:gate_proj|up_proj|down_proj))"
@@ -74,8 +83,9 @@ def torch_side(args) -> None:
     texts = [t["anchor"] for t in data] + [t["positive"] for t in data] + [t["negative"] for t in data]
     msgs = [[{"role": "user", "content": [{"type": "text", "text": PROMPT.format(text=t)}]}] for t in texts]
     prompts = [proc.apply_chat_template(x, tokenize=False, add_generation_prompt=True) for x in msgs]
-    batch = proc(text=prompts, padding=True, return_tensors="pt")
+    batch = proc(text=prompts, padding=True, return_tensors="pt").to(dev)
     n = len(data)
+    target = torch.arange(n, device=dev)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -83,13 +93,53 @@ def torch_side(args) -> None:
         out = model.base_model.model.model(**batch)
         z = torch.nn.functional.normalize(out.last_hidden_state[:, -1, :], dim=-1)
         logits = z[:n] @ z[n:].T / 0.03
-        loss = torch.nn.functional.cross_entropy(logits, torch.arange(n))
+        loss = torch.nn.functional.cross_entropy(logits, target)
         loss.backward()
         opt.step()
         opt.zero_grad()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"step_s": times, "loss": float(loss), "peak_rss_mb": peak}))
+    res = {"step_s": times, "loss": float(loss), "peak_rss_mb": peak}
+    if dev.type == "cuda":
+        res["torch_max_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    print(json.dumps(res))
+
+
+class GpuPeak:
+    """Peak GPU memory of one process, polled with nvidia-smi every 0.2 s."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_mb, self._stop = pid, 0.0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            q = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                                "--format=csv,noheader,nounits"], capture_output=True, text=True)
+            for line in q.stdout.splitlines():
+                pid, _, mb = line.partition(",")
+                if pid.strip() == str(self.pid):
+                    self.peak_mb = max(self.peak_mb, float(mb))
+            self._stop.wait(0.2)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._t.join()
+        return self.peak_mb
+
+
+def run_measured(cmd: list[str], env: dict, gpu: bool) -> tuple[str, float | None]:
+    """Runs cmd to completion; its stdout and (on a GPU) its peak GPU memory in MB."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    poll = GpuPeak(p.pid) if gpu else None
+    out, err = p.communicate()
+    peak = poll.stop() if poll else None
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:2])} failed ({p.returncode}):\n{err[-2000:]}")
+    return out, peak
 
 
 def peak_child_mb() -> float:
@@ -101,6 +151,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--bench-model", default="/tmp/geom-bench-model/model")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: both sides on the GPU (geom built with --features cuda)")
+    ap.add_argument("--geom-bin", default=str(ROOT / "target/debug/geom"),
+                    help="the geom executable (default target/debug/geom)")
     ap.add_argument("--torch-worker", action="store_true")
     ap.add_argument("--model")
     ap.add_argument("--data")
@@ -120,31 +174,35 @@ def main() -> int:
     results = {}
     # geom: one process, --steps optimiser steps over the same 8 triplets.
     out = work / "geom-run"
-    cmd = [str(ROOT / "target/debug/geom"), "train-cl", "--model", str(model), "--data", str(data_file),
+    gpu = args.device == "cuda"
+    cmd = [args.geom_bin, "train-cl", "--model", str(model), "--data", str(data_file),
            "--out", str(out), "--r", "16", "--alpha", "32", "--lora-dropout", "0", "--batch-size", "8",
-           "--max-steps", str(args.steps), "--warmup", "0", "--lr", "1e-4", "--max-grad-norm", "0"]
-    before = peak_child_mb()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
+           "--max-steps", str(args.steps), "--warmup", "0", "--lr", "1e-4", "--max-grad-norm", "0",
+           "--device", args.device]
+    _, geom_gpu = run_measured(cmd, env, gpu)
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     el = [r["elapsed_s"] for r in log]
     steps = [el[0]] + [b - a for a, b in zip(el, el[1:])]
-    results["geom"] = {"step_s": steps, "peak_rss_mb": peak_child_mb(), "loss": log[-1]["loss"]}
-    # torch + peft in a fresh process.
-    r = subprocess.run([sys.executable, __file__, "--torch-worker", "--threads", str(args.threads), "--steps",
-                        str(args.steps), "--model", str(model), "--data", json.dumps(data)],
-                       env=env, check=True, capture_output=True, text=True)
-    t = json.loads(r.stdout.strip().splitlines()[-1])
-    results["torch"] = {"step_s": t["step_s"], "peak_rss_mb": t["peak_rss_mb"], "loss": t["loss"]}
-    del before
+    results["geom"] = {"step_s": steps, "peak_rss_mb": peak_child_mb(), "loss": log[-1]["loss"],
+                       "peak_gpu_mb": geom_gpu}
+    # torch + peft in a fresh process (it reports its own peak RSS).
+    stdout, torch_gpu = run_measured(
+        [sys.executable, __file__, "--torch-worker", "--threads", str(args.threads), "--steps",
+         str(args.steps), "--model", str(model), "--data", json.dumps(data), "--device", args.device],
+        env, gpu)
+    t = json.loads(stdout.strip().splitlines()[-1])
+    results["torch"] = {"step_s": t["step_s"], "peak_rss_mb": t["peak_rss_mb"], "loss": t["loss"],
+                        "peak_gpu_mb": torch_gpu, "torch_max_reserved_mb": t.get("torch_max_reserved_mb")}
 
     def med(xs):
         xs = sorted(xs[1:] or xs)
         return xs[len(xs) // 2]
 
     g, p = results["geom"], results["torch"]
-    print(f"8 triplets per step, LoRA r16, {args.threads} threads, model {bench} (3B width, 4 layers)")
-    print(f"geom  : {med(g['step_s']):.2f} s/step, peak RSS {g['peak_rss_mb']:.0f} MB")
-    print(f"torch : {med(p['step_s']):.2f} s/step, peak RSS {p['peak_rss_mb']:.0f} MB")
+    print(f"8 triplets per step, LoRA r16, {args.device}, {args.threads} threads, model {bench}")
+    for name, r in (("geom ", g), ("torch", p)):
+        gpu_mem = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if r.get("peak_gpu_mb") is not None else ""
+        print(f"{name} : {med(r['step_s']):.2f} s/step, peak RSS {r['peak_rss_mb']:.0f} MB{gpu_mem}")
     print(f"geom speed / torch speed = {med(p['step_s']) / med(g['step_s']):.2f}x")
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print(f"details: {work / 'results.json'}")

@@ -458,7 +458,7 @@ fn vision_tower_matches_transformers() {
             &device,
         );
         let all: Vec<usize> = (0..vcfg.depth).collect();
-        let out = model.visual.forward(x, &g, &all).unwrap();
+        let out = model.visual.as_ref().unwrap().forward(x, &g, &all).unwrap();
         // The reference's block outputs are in window order.
         let order = layout.patch_order();
         for (i, state) in &out.blocks {
@@ -749,6 +749,32 @@ fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
     }
 }
 
+/// The text-only load (contrastive training's) gives the same text states as
+/// the whole model, and refuses an image with a message.
+#[test]
+fn text_only_load_embeds_texts_and_refuses_images() {
+    use geom::model::{Cpu, Embedder, Item, Pooling};
+    let device = Default::default();
+    let full = Embedder::<Cpu>::from_dir(&root().join("model"), &device).unwrap();
+    let text = Embedder::<Cpu>::from_dir_text_only(&root().join("model"), &device).unwrap();
+    assert!(text.model().visual.is_none());
+    let items = [Item::text("a red circle"), Item::text("two blue squares")];
+    let a = full
+        .pooled(&full.prepare(&items).unwrap(), Pooling::LastToken)
+        .unwrap();
+    let b = text
+        .pooled(&text.prepare(&items).unwrap(), Pooling::LastToken)
+        .unwrap();
+    assert_eq!(a, b);
+    let img = geom::input::image::load_image(&root().join("images/img_20x30.png")).unwrap();
+    let inputs = text.prepare(&[Item::Images(vec![img])]).unwrap();
+    let err = text
+        .pooled(&inputs, Pooling::LastToken)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("without its vision tower"), "{err}");
+}
+
 /// Vision attention in query row blocks (bounded memory for large images)
 /// gives the outputs of the one-block computation, up to f32 rounding (the
 /// matrix products are blocked differently).
@@ -774,13 +800,13 @@ fn vision_attention_in_query_blocks_is_the_same() {
                 burn::tensor::TensorData::new(pixels.clone(), [n, 1176]),
                 &device,
             );
-            let out = m.visual.forward(x, &g, &[]).unwrap();
+            let out = m.visual.as_ref().unwrap().forward(x, &g, &[]).unwrap();
             out.embeds.into_data().to_vec().unwrap()
         };
-        model.visual.set_score_budget(usize::MAX);
+        model.visual.as_mut().unwrap().set_score_budget(usize::MAX);
         let whole = run(&model);
         // 2 heads × 5 query rows × (window 16 or frame 24..96 keys) per block.
-        model.visual.set_score_budget(2 * 5 * 16);
+        model.visual.as_mut().unwrap().set_score_budget(2 * 5 * 16);
         let blocked = run(&model);
         let err = whole
             .iter()

@@ -134,7 +134,16 @@ pub struct Embedder<B: Backend> {
 impl<B: Backend> Embedder<B> {
     /// Loads everything from a Hugging Face checkpoint folder.
     pub fn from_dir(dir: &Path, device: &B::Device) -> Result<Self> {
-        let model = Qwen2_5Vl::load(dir, device)?;
+        Self::with_model(dir, Qwen2_5Vl::load(dir, device)?, device)
+    }
+
+    /// [`Embedder::from_dir`] without the vision tower
+    /// ([`Qwen2_5Vl::load_text_only`]): texts only.
+    pub fn from_dir_text_only(dir: &Path, device: &B::Device) -> Result<Self> {
+        Self::with_model(dir, Qwen2_5Vl::load_text_only(dir, device)?, device)
+    }
+
+    fn with_model(dir: &Path, model: Qwen2_5Vl<B>, device: &B::Device) -> Result<Self> {
         let tokenizer = Tokenizer::from_dir(dir)?;
         let template = ChatTemplate::from_dir(dir)?;
         let image_cfg = ImageProcessorConfig::from_dir(dir)?;

@@ -53,8 +53,9 @@ pub struct ModelOutput<B: Backend> {
 /// Qwen2.5-VL: vision tower and language decoder.
 #[derive(Debug)]
 pub struct Qwen2_5Vl<B: Backend> {
-    /// The vision tower (`visual.*`).
-    pub visual: VisionModel<B>,
+    /// The vision tower (`visual.*`); `None` when loaded text-only
+    /// ([`Qwen2_5Vl::load_text_only`]).
+    pub visual: Option<VisionModel<B>>,
     /// The language decoder (`model.*`).
     pub text: TextModel<B>,
     config: Qwen2_5VlConfig,
@@ -72,7 +73,25 @@ impl<B: Backend> Qwen2_5Vl<B> {
         let text = TextModel::load(&mut w, &config.text, device);
         w.finish()?;
         Ok(Self {
-            visual,
+            visual: Some(visual),
+            text,
+            config,
+        })
+    }
+
+    /// Loads the language decoder only, leaving the vision tower on disk:
+    /// for text-only work such as contrastive training, where the frozen
+    /// tower (0.67 B parameters at 3B and 7B) would only take memory.
+    /// Images and videos are then refused with an error.
+    pub fn load_text_only(dir: &Path, device: &B::Device) -> Result<Self> {
+        let config = Qwen2_5VlConfig::from_path(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let mut w = WeightMap::new(&ckpt);
+        w.skip_prefix("visual.");
+        let text = TextModel::load(&mut w, &config.text, device);
+        w.finish()?;
+        Ok(Self {
+            visual: None,
             text,
             config,
         })
@@ -194,7 +213,12 @@ impl<B: Backend> Qwen2_5Vl<B> {
         }
         let n = pixels.len() / cols;
         let x = Tensor::<B, 2>::from_data(TensorData::new(pixels.to_vec(), [n, cols]), device);
-        let out = self.visual.forward(x, grids, blocks)?;
+        let visual = self.visual.as_ref().ok_or_else(|| {
+            GeomError::invalid(format!(
+                "{what}: this model was loaded without its vision tower (text only); load it with Qwen2_5Vl::load"
+            ))
+        })?;
+        let out = visual.forward(x, grids, blocks)?;
         captures.extend(
             out.blocks
                 .into_iter()

@@ -337,7 +337,8 @@ fn run<B: AutodiffBackend>(
     };
     let total = opts.total_steps(examples.len());
     let base_model = model_dir.display().to_string();
-    let mut emb = Embedder::<B>::from_dir(model_dir, device)?;
+    // Text-only CL never runs the vision tower: it stays on disk.
+    let mut emb = Embedder::<B>::from_dir_text_only(model_dir, device)?;
     // Where to start.
     let mut start = 0;
     let mut moments: Option<Vec<(Vec<f32>, Vec<f32>)>> = None;
