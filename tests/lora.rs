@@ -281,14 +281,17 @@ fn ok(o: &Output) -> String {
 }
 
 /// Loss per step from train_log.jsonl.
+/// The loss of every step in `train_log.jsonl`; every line also carries the
+/// step's in-batch top-1 accuracy, a fraction.
 fn losses(dir: &Path) -> Vec<f64> {
     std::fs::read_to_string(dir.join("train_log.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
+            let v = serde_json::from_str::<Value>(l).unwrap();
+            let top1 = v["top1"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&top1), "{l}");
+            v["loss"].as_f64().unwrap()
         })
         .collect()
 }

@@ -124,8 +124,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let (first, last) = (report.losses.first(), report.losses.last());
     if let (Some(f), Some(l)) = (first, last) {
+        // Top-1 of one batch moves in steps of 1/batch: mean of up to 10 steps.
+        let k = report.top1.len().min(10);
+        let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+        let (t0, t1) = (
+            mean(&report.top1[..k]),
+            mean(&report.top1[report.top1.len() - k..]),
+        );
         eprintln!(
-            "{} steps in {:.1} s ({} adapters, {} trainable parameters): loss {f:.4} → {l:.4}; adapter in {}",
+            "{} steps in {:.1} s ({} adapters, {} trainable parameters): loss {f:.4} → {l:.4}, in-batch top-1 {t0:.2} → {t1:.2} (mean of the first and last {k} steps); adapter in {}",
             report.steps,
             report.seconds,
             report.adapters,

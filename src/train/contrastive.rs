@@ -176,6 +176,8 @@ pub struct TrainReport {
     pub total_steps: usize,
     /// Loss of each step of this run.
     pub losses: Vec<f64>,
+    /// In-batch top-1 accuracy ([`top1`]) of each step of this run.
+    pub top1: Vec<f64>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Adapters attached.
@@ -440,6 +442,7 @@ fn run<B: AutodiffBackend>(
     };
     let t0 = Instant::now();
     let mut losses = Vec::new();
+    let mut top1s = Vec::new();
     let (beta1, beta2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     for step in start..total {
         let ts = Instant::now();
@@ -499,6 +502,7 @@ fn run<B: AutodiffBackend>(
         let loss = loss_sum / opts.grad_accum as f64;
         let top1 = top1_sum / opts.grad_accum as f64;
         losses.push(loss);
+        top1s.push(top1);
         let n_ex = opts.batch_size * opts.grad_accum;
         let line = serde_json::json!({
             "step": step + 1, "loss": loss, "top1": top1, "lr": lr, "grad_norm": norm,
@@ -534,6 +538,7 @@ fn run<B: AutodiffBackend>(
         steps: total - start,
         total_steps: total,
         losses,
+        top1: top1s,
         seconds: t0.elapsed().as_secs_f64(),
         adapters,
         trainable,
