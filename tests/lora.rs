@@ -440,6 +440,39 @@ fn demo_after_cl_lowers_text_anisotropy() {
     );
 }
 
+/// `--max-len` cuts the text, not the prompt: a long text keeps its first N
+/// tokens inside a whole prompt (LCO-Emb's collator), so every row still
+/// ends with the instruction and the generation prompt.
+#[test]
+fn max_len_cuts_the_text_and_keeps_the_prompt() {
+    use geom::model::Item;
+    let dir = root().join("tests/fixtures/qwen2_5_vl/model");
+    let emb = Embedder::<Flex>::from_dir_text_only(&dir, &Default::default()).unwrap();
+    let tok = emb.tokenizer();
+    let long = "a red circle and a blue square on a green background, ".repeat(8);
+    let short = "a red circle";
+    // Short enough for `short` to stay whole, far too short for `long`.
+    let n = tok.encode(short).unwrap().len();
+    assert!(tok.encode(&long).unwrap().len() > 2 * n);
+    let one = |text: &str, max: Option<usize>| {
+        emb.prepare_truncated(&[Item::text(text)], max)
+            .unwrap()
+            .input_ids[0]
+            .clone()
+    };
+    let whole = one(&long, None);
+    let cut = one(&long, Some(n));
+    assert!(cut.len() < whole.len(), "{} vs {}", cut.len(), whole.len());
+    // Exactly the first n tokens of the text, rendered like any text.
+    let first = tok.decode(&tok.encode(&long).unwrap()[..n]).unwrap();
+    assert_eq!(cut, one(&first, None));
+    // The same prompt ending (instruction, end of turn, assistant header)
+    // as the uncut text; a text within the limit is not touched.
+    let tail = 10;
+    assert_eq!(cut[cut.len() - tail..], whole[whole.len() - tail..]);
+    assert_eq!(one(short, Some(n)), one(short, None));
+}
+
 /// Bad training data and a bad adapter: one clear error, exit 2.
 #[test]
 fn bad_training_input_exits_2() {

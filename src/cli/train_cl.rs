@@ -54,7 +54,7 @@ pub struct Args {
     /// InfoNCE temperature.
     #[arg(long, default_value_t = 0.03)]
     temperature: f64,
-    /// Tokens per prompt (longer prompts are cut from the right).
+    /// Tokens per text (a longer text keeps its first N; the prompt around it stays whole, as LCO-Emb)
     #[arg(long, default_value_t = 650)]
     max_len: usize,
     /// AdamW weight decay.

@@ -167,6 +167,11 @@ impl<B: Backend> Embedder<B> {
         self
     }
 
+    /// The checkpoint's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
     /// The model.
     pub fn model(&self) -> &Qwen2_5Vl<B> {
         &self.model
@@ -198,9 +203,12 @@ impl<B: Backend> Embedder<B> {
         self.prepare_truncated(items, None)
     }
 
-    /// [`Self::prepare`], with text prompts cut to `max_len` tokens from the
-    /// right (the tokenizer's `truncation=True, max_length=…`, as LCO-Emb's
-    /// training code). Prompts holding images or videos are never cut.
+    /// [`Self::prepare`], with every text cut to its first `max_len` tokens
+    /// before it goes into the prompt, as LCO-Emb's training collator does
+    /// (`tokenizer(text).input_ids[:max_length]`, decoded, then templated):
+    /// the instruction suffix and the generation prompt are always kept, so
+    /// the last token is the same as for a short text. Images and videos are
+    /// never cut.
     pub fn prepare_truncated(&self, items: &[Item], max_len: Option<usize>) -> Result<ModelInputs> {
         if items.is_empty() {
             return Err(GeomError::invalid("nothing to embed: the batch is empty"));
@@ -212,7 +220,17 @@ impl<B: Backend> Embedder<B> {
         let mut inputs = ModelInputs::default();
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
-            let prompt = self.render(item)?;
+            let prompt = match (max_len, item) {
+                (Some(n), Item::Text(text)) => {
+                    let ids = self.tokenizer.encode(text)?;
+                    if ids.len() > n {
+                        self.render(&Item::Text(self.tokenizer.decode(&ids[..n])?))?
+                    } else {
+                        self.render(item)?
+                    }
+                }
+                _ => self.render(item)?,
+            };
             let (mut images, mut videos) = (Vec::new(), Vec::new());
             match item {
                 Item::Text(_) => {}
@@ -232,11 +250,7 @@ impl<B: Backend> Embedder<B> {
             }
             let text = expand_placeholders(&prompt, "<|image_pad|>", &images)?;
             let text = expand_placeholders(&text, "<|video_pad|>", &videos)?;
-            let mut ids = self.tokenizer.encode(&text)?;
-            if let (Some(n), Item::Text(_)) = (max_len, item) {
-                ids.truncate(n.max(1));
-            }
-            rows.push(ids);
+            rows.push(self.tokenizer.encode(&text)?);
         }
         let t = rows.iter().map(Vec::len).max().unwrap_or(0);
         inputs.attention_mask = Some(

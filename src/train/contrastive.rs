@@ -69,7 +69,8 @@ pub struct TrainOptions {
     pub grad_accum: usize,
     /// InfoNCE temperature τ.
     pub temperature: f64,
-    /// Tokens per prompt, longer ones cut from the right.
+    /// Tokens per text: a longer text keeps its first `max_len` tokens (the
+    /// prompt around it is kept whole, as LCO-Emb).
     pub max_len: usize,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,
