@@ -202,46 +202,23 @@ fn bad_inputs_exit_2_with_one_line() {
     let r = geom(&[p("soup"), &a, &tmp.path().join("missing"), p("--out"), &out]);
     user_error(&r, &["missing", "no such folder"]);
 
-    let r = geom(&[
-        p("soup"),
-        &a,
-        &a,
-        p("--out"),
-        &out,
-        p("--weights"),
-        p("1,1,1"),
-    ]);
-    user_error(&r, &["3 weights for 2 checkpoints"]);
-    let r = geom(&[
-        p("soup"),
-        &a,
-        &a,
-        p("--out"),
-        &out,
-        p("--weights"),
-        p("0.5,-0.5"),
-    ]);
-    user_error(&r, &["weight 2 is -0.5", "positive"]);
-    let r = geom(&[
-        p("soup"),
-        &a,
-        &a,
-        p("--out"),
-        &out,
-        p("--weights"),
-        p("-1,2"),
-    ]);
-    user_error(&r, &["weight 1 is -1"]);
-    let r = geom(&[
-        p("soup"),
-        &a,
-        &a,
-        p("--out"),
-        &out,
-        p("--weights"),
-        p("0.5,x"),
-    ]);
-    user_error(&r, &["--weights: 'x' is not a number"]);
+    for (weights, needles) in [
+        ("1,1,1", &["3 weights for 2 checkpoints"][..]),
+        ("0.5,-0.5", &["weight 2 is -0.5", "positive"][..]),
+        ("-1,2", &["weight 1 is -1"][..]),
+        ("0.5,x", &["--weights: 'x' is not a number"][..]),
+    ] {
+        let r = geom(&[
+            p("soup"),
+            &a,
+            &a,
+            p("--out"),
+            &out,
+            p("--weights"),
+            p(weights),
+        ]);
+        user_error(&r, needles);
+    }
     assert!(!out.exists());
 
     // Another architecture: one tensor only.

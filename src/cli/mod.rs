@@ -59,7 +59,7 @@ enum Command {
     /// A base checkpoint with a LoRA adapter merged in, as a full checkpoint folder.
     #[cfg(feature = "model")]
     MergeLora(merge_lora::Args),
-    /// Weighted average of checkpoints of one architecture (a model soup, LCO-Emb Table 2).
+    /// Weighted average of checkpoints of one architecture, or of LoRA adapters of one base (a model soup, LCO-Emb Table 2).
     #[cfg(feature = "model")]
     Soup(soup::Args),
     /// Create and inspect hidden-state stores.

@@ -77,17 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// The soup of adapter folders, written as an adapter folder.
 fn soup_adapter_folders(a: &Args, weights: &[f64]) -> anyhow::Result<()> {
-    if a.out.exists()
-        && std::fs::read_dir(&a.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(GeomError::invalid(format!(
-            "{}: already exists and is not empty (choose a new output folder)",
-            a.out.display()
-        ))
-        .into());
-    }
+    crate::model::rewrite::check_out(&a.out)?;
     let adapters = a
         .inputs
         .iter()

@@ -61,16 +61,7 @@ impl Checkpoint {
         let mut shards = Vec::with_capacity(files.len());
         let mut keys = BTreeMap::new();
         for (si, path) in files.into_iter().enumerate() {
-            let file = std::fs::File::open(&path).map_err(|source| GeomError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            // SAFETY: the file is opened read-only and not modified while mapped (a
-            // checkpoint being rewritten under a running geom is outside the contract).
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| GeomError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let mmap = map_file(&path)?;
             let st = SafeTensors::deserialize(&mmap).map_err(|e| {
                 GeomError::invalid(format!("{}: not a safetensors file: {e}", path.display()))
             })?;
@@ -293,6 +284,19 @@ impl<'a> WeightMap<'a> {
             parts.join("; ")
         )))
     }
+}
+
+/// A read-only memory map of a safetensors file.
+pub(crate) fn map_file(path: &Path) -> Result<Mmap> {
+    let io = |source| GeomError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the file is opened read-only and not modified while mapped
+    // (geom never writes a checkpoint in place; a checkpoint rewritten by
+    // another program under a running geom is outside the contract).
+    unsafe { Mmap::map(&file) }.map_err(io)
 }
 
 #[cfg(test)]

@@ -227,16 +227,7 @@ impl Source {
         let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
         for (si, name) in names.into_iter().enumerate() {
             let path = dir.join(&name);
-            let file = std::fs::File::open(&path).map_err(|source| GeomError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            // SAFETY: read-only mapping of a file that is not modified while
-            // mapped (rewriting a checkpoint in place is refused: `out` must be new).
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|source| GeomError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            let mmap = crate::model::load::map_file(&path)?;
             let not_st = |e: safetensors::SafeTensorError| {
                 GeomError::invalid(format!("{}: not a safetensors file: {e}", path.display()))
             };
@@ -439,7 +430,7 @@ impl View for &OutTensor<'_> {
 }
 
 /// Refuses an `out` that exists and is not an empty folder.
-fn check_out(out: &Path) -> Result<()> {
+pub(crate) fn check_out(out: &Path) -> Result<()> {
     match std::fs::symlink_metadata(out) {
         Err(_) => Ok(()),
         Ok(m) if m.is_dir() => {
