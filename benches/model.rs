@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use geom::model::rope::{rope_index, VisualGrids};
+use geom::model::qwen2_5_vl::rope::{rope_index, VisualGrids};
 use geom::model::{pool, CaptureSpec, Cpu, ModelInputs, Pooling, Qwen2_5Vl};
 use safetensors::{Dtype, SafeTensors};
 

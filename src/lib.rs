@@ -41,6 +41,8 @@
 // Link the system OpenBLAS that ndarray's `blas` feature calls into.
 extern crate blas_src;
 
+#[cfg(feature = "model")]
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod error;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use burn::backend::Autodiff;
-use geom::model::lora::{merge_adapter, Adapter};
+use geom::model::layers::lora::{merge_adapter, Adapter};
 use geom::model::{Embedder, Flex};
 use geom::train::contrastive::batch_loss;
 use geom::train::data::Example;
@@ -119,11 +119,11 @@ fn infonce_loss_and_gradients_match_torch() {
         Embedder::<Ad>::from_dir(&root().join("tests/fixtures/qwen2_5_vl/model"), &device).unwrap();
     let adapter = Adapter::load(&fixtures().join("adapter")).unwrap();
     emb.model_mut()
-        .text
+        .text_mut()
         .attach_adapter(&adapter, &device)
         .unwrap();
     let mut names = Vec::new();
-    for (name, p) in emb.model_mut().text.projections_mut() {
+    for (name, p) in emb.model_mut().text_mut().projections_mut() {
         if let Some(l) = p.lora.as_mut() {
             l.a = l.a.clone().require_grad();
             l.b = l.b.clone().require_grad();
@@ -174,7 +174,7 @@ fn infonce_loss_and_gradients_match_torch() {
     );
     let grads = loss.backward();
     let mut worst = 0f32;
-    for (name, p) in emb.model_mut().text.projections_mut() {
+    for (name, p) in emb.model_mut().text_mut().projections_mut() {
         let Some(l) = &p.lora else { continue };
         let key = format!(
             "grad.base_model.model.{}",
@@ -229,16 +229,16 @@ fn geom_adapters_round_trip_through_peft_format() {
             .unwrap();
     let adapter = Adapter::load(&fixtures().join("adapter")).unwrap();
     emb.model_mut()
-        .text
+        .text_mut()
         .attach_adapter(&adapter, &device)
         .unwrap();
-    let cfg = geom::model::lora::LoraConfig {
+    let cfg = geom::model::layers::lora::LoraConfig {
         r: 4,
         alpha: 8.0,
         dropout: 0.0,
         ..Default::default()
     };
-    let back = emb.model_mut().text.adapter(&cfg, "base").unwrap();
+    let back = emb.model_mut().text_mut().adapter(&cfg, "base").unwrap();
     let dir = tempfile::tempdir().unwrap();
     back.save(dir.path()).unwrap();
     let saved = read_all(&dir.path().join("adapter_model.safetensors"));

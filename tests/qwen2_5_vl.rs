@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use geom::model::config::Qwen2_5VlConfig;
-use geom::model::load::{Checkpoint, WeightMap};
-use geom::model::rope::{rope_index, VisualGrids};
+use geom::model::qwen2_5_vl::config::Qwen2_5VlConfig;
+use geom::checkpoint::load::{Checkpoint, WeightMap};
+use geom::model::qwen2_5_vl::rope::{rope_index, VisualGrids};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -387,6 +387,7 @@ fn case_inputs(file: &Path) -> geom::model::ModelInputs {
         pixel_values_videos: f32s("pixel_values_videos"),
         video_grids: grids(ints(file, "video_grid_thw")),
         second_per_grid_ts: floats(file, "second_per_grid_ts").unwrap_or_default(),
+        ..Default::default()
     }
 }
 
@@ -403,7 +404,7 @@ fn max_abs(a: &[f32], b: &[f64]) -> f64 {
 /// 1e-4 of transformers.
 #[test]
 fn vision_tower_matches_transformers() {
-    use geom::model::vision::VisionLayout;
+    use geom::model::layers::vision::VisionLayout;
     use geom::model::{CaptureSpec, Cpu, HookPoint, Qwen2_5Vl};
 
     let device = Default::default();
@@ -672,7 +673,7 @@ fn embedder_matches<B: burn::tensor::backend::Backend>(backend: &str) {
     let device = Default::default();
     let emb = Embedder::<B>::from_dir(&root().join("model"), &device).unwrap();
     let idx = index();
-    let h = emb.model().config().text.hidden_size;
+    let h = emb.model().text_config().hidden_size;
     let n_states = emb.model().n_hidden_states();
     for c in idx["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();

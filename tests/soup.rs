@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use geom::model::load::Checkpoint;
-use geom::model::rewrite::rewrite_checkpoint;
+use geom::checkpoint::load::Checkpoint;
+use geom::checkpoint::rewrite::rewrite_checkpoint;
 use geom::model::{Cpu, Qwen2_5Vl};
 
 fn fx(name: &str) -> PathBuf {

@@ -1,5 +1,6 @@
-//! `geom embed`: every layer's pooled hidden state of a few texts, images
-//! and videos, from a checkpoint folder — a quick look at a model, or a
+//! `geom embed`: every layer's pooled hidden state of a few texts, images,
+//! audio clips and videos, from a checkpoint folder (Qwen2.5-VL or
+//! Qwen2.5-Omni) — a quick look at a model, or a
 //! parity check against another implementation.
 
 use std::path::PathBuf;
@@ -16,15 +17,22 @@ pub struct Args {
     /// Checkpoint folder (Hugging Face layout: config.json, safetensors, tokenizer).
     #[arg(long)]
     model: PathBuf,
-    /// A text to embed (repeatable). Items are embedded in the order texts, images, videos.
+    /// A text to embed (repeatable). Items are embedded in the order texts, images, audio, videos.
     #[arg(long)]
     text: Vec<String>,
     /// An image file to embed (repeatable; one item each).
     #[arg(long)]
     image: Vec<PathBuf>,
-    /// A video as a folder of frames, sorted by file name (repeatable; all frames are used).
+    /// An audio file to embed: WAV, FLAC, MP3 or OGG/Vorbis (repeatable; Qwen2.5-Omni).
+    #[arg(long)]
+    audio: Vec<PathBuf>,
+    /// A video: a file (mp4, webm, avi, mkv; sampled at 2 fps as LCO-Emb's loader does) or a
+    /// folder of frames sorted by file name (all frames used) (repeatable).
     #[arg(long)]
     video: Vec<PathBuf>,
+    /// Qwen2.5-Omni: embed each video file with its audio track interleaved (use_audio_in_video).
+    #[arg(long)]
+    audio_in_video: bool,
     /// Frame rate of the --video frames (the processor's default is 2.0).
     #[arg(long)]
     fps: Option<f64>,
@@ -59,16 +67,46 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for p in &a.image {
         items.push((format!("image {}", p.display()), Item::image_file(p)?));
     }
-    for dir in &a.video {
-        let item = Item::video_frames(&[dir], a.fps)?;
+    for p in &a.audio {
+        let item = Item::audio_file(p)?;
+        let secs = match &item {
+            Item::Audio(s) => s.len() as f64 / crate::input::audio::SAMPLE_RATE as f64,
+            _ => unreachable!(),
+        };
+        items.push((format!("audio {} ({secs:.2} s)", p.display()), item));
+    }
+    for p in &a.video {
+        let item = if p.is_dir() {
+            Item::video_frames(&[p], a.fps)?
+        } else {
+            let v = crate::input::video::load_video(p, &Default::default())?;
+            let audio = if a.audio_in_video {
+                Some(crate::input::video::load_video_audio(p)?.ok_or_else(|| {
+                    GeomError::invalid(format!(
+                        "{}: no audio track (--audio-in-video needs one)",
+                        p.display()
+                    ))
+                })?)
+            } else {
+                None
+            };
+            Item::Video {
+                frames: v.frames,
+                fps: a.fps,
+                audio,
+            }
+        };
         let n = match &item {
             Item::Video { frames, .. } => frames.len(),
             _ => unreachable!(),
         };
-        items.push((format!("video {} ({n} frames)", dir.display()), item));
+        items.push((format!("video {} ({n} frames)", p.display()), item));
     }
     if items.is_empty() {
-        return Err(GeomError::invalid("nothing to embed: give --text, --image or --video").into());
+        return Err(GeomError::invalid(
+            "nothing to embed: give --text, --image, --audio or --video",
+        )
+        .into());
     }
     let (labels, items): (Vec<String>, Vec<Item>) = items.into_iter().unzip();
     let states = crate::with_backend!(device, |B, dev| {

@@ -13,7 +13,7 @@ pub struct Args {
     /// Checkpoint folder (Hugging Face layout).
     #[arg(long)]
     model: PathBuf,
-    /// The pairs: a JSONL manifest ({"id", "text", "image" | "video"} per line), a preset
+    /// The pairs: a JSONL manifest ({"id", "text", "image" | "audio" | "video"} per line), a preset
     /// name (demo, pixmo, msrvtt, audiocaps; data under $GEOM_DATA) or a preset .toml.
     #[arg(long)]
     pairs: String,
@@ -47,6 +47,10 @@ pub struct Args {
     /// Dataset name recorded in the store (default: the manifest's file name).
     #[arg(long)]
     dataset: Option<String>,
+    /// Qwen2.5-Omni: embed each video file with its audio track interleaved
+    /// (use_audio_in_video; off by default, as LCO-Emb's embeddings).
+    #[arg(long)]
+    audio_in_video: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -70,6 +74,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         skip_bad: a.skip_bad,
         resume: a.resume,
         progress: true,
+        audio_in_video: a.audio_in_video,
     };
     let report = crate::with_backend!(device, |B, dev| {
         let emb = Embedder::<B>::from_dir(&a.model, &dev)?;

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::GeomError;
-use crate::model::lora::Adapter;
-use crate::model::lora_soup::soup_adapters;
-use crate::model::rewrite::{soup_checkpoints_with, soup_weights};
+use crate::model::layers::lora::Adapter;
+use crate::checkpoint::soup::soup_adapters;
+use crate::checkpoint::rewrite::{soup_checkpoints_with, soup_weights};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,7 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
 /// The soup of adapter folders, written as an adapter folder.
 fn soup_adapter_folders(a: &Args, weights: &[f64]) -> anyhow::Result<()> {
-    crate::model::rewrite::check_out(&a.out)?;
+    crate::checkpoint::rewrite::check_out(&a.out)?;
     let adapters = a
         .inputs
         .iter()

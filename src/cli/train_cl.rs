@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::lora::{merge_adapter, Adapter};
+use crate::model::layers::lora::{merge_adapter, Adapter};
 use crate::train::contrastive::{train_cl, TrainOptions};
 use crate::train::data::load_examples;
 

@@ -135,6 +135,7 @@ mod with_model {
                 skip_bad: false,
                 resume: true,
                 progress: opts.verbose,
+                audio_in_video: false,
             };
             crate::with_backend!(opts.device, |B, dev| {
                 let emb = Embedder::<B>::from_dir(model, &dev)?;

@@ -27,7 +27,8 @@ use serde_json::json;
 
 use super::manifest::{Manifest, Pair};
 use crate::error::{GeomError, Result};
-use crate::input::image;
+use crate::input::video::{self, VideoSampling};
+use crate::input::{audio, image};
 use crate::model::{Embedder, Item, Pooling};
 use crate::store::{default_layer_names, ModalitySpec, Store, StoreMeta, StoreWriter};
 
@@ -44,6 +45,9 @@ pub struct ExtractOptions {
     pub resume: bool,
     /// Draw a progress bar on stderr (when it is a terminal).
     pub progress: bool,
+    /// Qwen2.5-Omni: embed each video file with its audio track interleaved
+    /// (`use_audio_in_video`). Off by default, as LCO-Emb's embeddings.
+    pub audio_in_video: bool,
 }
 
 impl Default for ExtractOptions {
@@ -54,6 +58,7 @@ impl Default for ExtractOptions {
             skip_bad: false,
             resume: false,
             progress: true,
+            audio_in_video: false,
         }
     }
 }
@@ -73,7 +78,7 @@ pub struct ExtractReport {
 
 /// A hash of the checkpoint's `config.json` and of every tensor's name,
 /// dtype, shape and a sample of its contents
-/// ([`Checkpoint::tensor_sample`](crate::model::load::Checkpoint::tensor_sample)),
+/// ([`Checkpoint::tensor_sample`](crate::checkpoint::load::Checkpoint::tensor_sample)),
 /// as 16 hex digits (FNV-1a 64): the same checkpoint gives the same
 /// fingerprint wherever it lives, and two checkpoints of one architecture
 /// (a base and its fine-tuned version) give different ones.
@@ -81,7 +86,7 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     let mut h = Fnv::default();
     let cfg = dir.join("config.json");
     h.write(&std::fs::read(&cfg).map_err(|source| GeomError::Io { path: cfg, source })?);
-    let ckpt = crate::model::load::Checkpoint::open(dir)?;
+    let ckpt = crate::checkpoint::load::Checkpoint::open(dir)?;
     for key in ckpt.keys() {
         h.write(key.as_bytes());
         if let Some(sample) = ckpt.tensor_sample(key) {
@@ -110,9 +115,6 @@ impl Fnv {
     }
 }
 
-/// The modalities the Qwen2.5-VL extractor embeds.
-const SUPPORTED: [&str; 3] = ["text", "image", "video"];
-
 /// Extracts `manifest` with `emb` into the store `out`.
 ///
 /// `model` is recorded as the store's `model` attribute and fingerprinted
@@ -130,18 +132,24 @@ pub fn extract<B: Backend>(
         return Err(GeomError::invalid("--batch-size must be at least 1"));
     }
     let modalities = manifest.modalities();
-    if let Some(m) = modalities.iter().find(|m| !SUPPORTED.contains(m)) {
+    let supported = emb.modalities();
+    if let Some(m) = modalities.iter().find(|m| !supported.contains(m)) {
         return Err(GeomError::invalid(format!(
-            "{}: pairs have '{m}', which Qwen2.5-VL does not embed (it embeds {})",
+            "{}: pairs have '{m}', which this checkpoint does not embed (it embeds {}; audio needs a Qwen2.5-Omni checkpoint)",
             manifest.path.display(),
-            SUPPORTED.join(", ")
+            supported.join(", ")
         )));
+    }
+    if opts.audio_in_video && !supported.contains(&"audio") {
+        return Err(GeomError::invalid(
+            "--audio-in-video needs a Qwen2.5-Omni checkpoint (this one has no audio encoder)",
+        ));
     }
     // 1. Validate every file before any compute.
     let mut good: Vec<&Pair> = Vec::with_capacity(manifest.pairs.len());
     let mut skipped = Vec::new();
     for pair in &manifest.pairs {
-        match check_pair(pair) {
+        match check_pair(pair, opts.audio_in_video) {
             Ok(()) => good.push(pair),
             Err(reason) if opts.skip_bad => skipped.push((pair.id.clone(), pair.line, reason)),
             Err(reason) => {
@@ -161,9 +169,8 @@ pub fn extract<B: Backend>(
         )));
     }
     // 2. Create or reopen the store.
-    let cfg = emb.model().config();
     let n_layers = emb.model().n_hidden_states();
-    let dim = cfg.text.hidden_size;
+    let dim = emb.model().text_config().hidden_size;
     let meta = StoreMeta {
         model: model_dir.display().to_string(),
         model_fingerprint: model_fingerprint(model_dir)?,
@@ -176,6 +183,8 @@ pub fn extract<B: Backend>(
         match m {
             "text" => p.text.clone(),
             "image" => format!("{{image}}{}", p.image),
+            "audio" => format!("{{audio}}{}", p.audio),
+            _ if opts.audio_in_video => format!("{{video+audio}}{}", p.video),
             _ => format!("{{video}}{}", p.video),
         }
     };
@@ -252,20 +261,66 @@ pub fn extract<B: Backend>(
 }
 
 /// Decodes every file of a pair; the reason names the file.
-fn check_pair(pair: &Pair) -> std::result::Result<(), String> {
+fn check_pair(pair: &Pair, audio_in_video: bool) -> std::result::Result<(), String> {
     if let Some(p) = &pair.image {
         image::load_image(p).map_err(|e| format!("image {e}"))?;
     }
+    if let Some(p) = &pair.audio {
+        audio::load_audio(p).map_err(|e| format!("audio {e}"))?;
+    }
     if let Some(p) = &pair.video {
-        if !p.is_dir() {
-            return Err(format!(
-                "video {}: not a folder of frames (geom reads videos as frame folders; extract frames with e.g. ffmpeg -i clip.mp4 -vf fps=2 frames/%05d.png)",
-                p.display()
-            ));
+        let v = video::load_video(p, &VideoSampling::default()).map_err(|e| format!("video {e}"))?;
+        if v.frames.is_empty() {
+            return Err(format!("video {}: no frames", p.display()));
         }
-        image::load_frames(&[p]).map_err(|e| format!("video {e}"))?;
+        if audio_in_video && !p.is_dir() {
+            match video::load_video_audio(p) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "video {}: no audio track (--audio-in-video needs one in every video)",
+                        p.display()
+                    ))
+                }
+                Err(e) => return Err(format!("video {e}")),
+            }
+        }
     }
     Ok(())
+}
+
+/// The item of one modality of a pair: files decoded, videos sampled as
+/// LCO-Emb's loader does (files) or taken whole (frame folders).
+fn load_item(pair: &Pair, modality: &str, opts: &ExtractOptions) -> Result<Item> {
+    Ok(match modality {
+        "text" => Item::text(pair.text.clone().expect("validated")),
+        "image" => Item::Images(vec![image::load_image(
+            pair.image.as_ref().expect("validated"),
+        )?]),
+        "audio" => Item::Audio(audio::load_audio(pair.audio.as_ref().expect("validated"))?),
+        _ => {
+            let p = pair.video.as_ref().expect("validated");
+            if p.is_dir() {
+                Item::video_frames(&[p], None)?
+            } else {
+                // The processor's fps (2.0, LCO passes none) sets the
+                // seconds per temporal patch, as in LCO-Emb's pipeline.
+                let v = video::load_video(p, &VideoSampling::default())?;
+                let audio = if opts.audio_in_video {
+                    Some(video::load_video_audio(p)?.ok_or_else(|| {
+                        GeomError::invalid(format!("{}: no audio track", p.display()))
+                    })?)
+                } else {
+                    None
+                };
+                Item::Video {
+                    frames: v.frames,
+                    fps: None,
+                    audio,
+                }
+            }
+        }
+    })
 }
 
 /// Refuses to continue a store made by another model, prompt, pooling or
@@ -343,15 +398,7 @@ fn embed_window<B: Backend>(
         let named = |e: GeomError| {
             GeomError::invalid(format!("pair '{}' (line {}): {e}", pair.id, pair.line))
         };
-        let item = match modality {
-            "text" => Item::text(pair.text.clone().expect("validated")),
-            "image" => Item::Images(vec![image::load_image(
-                pair.image.as_ref().expect("validated"),
-            )
-            .map_err(named)?]),
-            _ => Item::video_frames(&[pair.video.as_ref().expect("validated")], None)
-                .map_err(named)?,
-        };
+        let item = load_item(pair, modality, opts).map_err(named)?;
         let size = match &item {
             Item::Text(t) => t.len(),
             Item::Images(v) => v.iter().map(|im| (im.width() * im.height()) as usize).sum(),
@@ -359,6 +406,7 @@ fn embed_window<B: Backend>(
                 .iter()
                 .map(|im| (im.width() * im.height()) as usize)
                 .sum(),
+            Item::Audio(samples) => samples.len(),
         };
         items.push((size, i, item));
     }

@@ -10,6 +10,8 @@ pub const TEXT_SUFFIX: &str = "\nSummarize the above text in one word:";
 pub const IMAGE_SUFFIX: &str = "\nSummarize the above image in one word:";
 /// Text after a video.
 pub const VIDEO_SUFFIX: &str = "\nSummarize the above video in one word:";
+/// Text after an audio clip (Qwen2.5-Omni; LCO-Embedding's audio prompt).
+pub const AUDIO_SUFFIX: &str = "\nSummarize the above audio in one word:";
 
 /// One user turn embedding `text`.
 pub fn text_messages(text: &str) -> Value {

@@ -10,6 +10,7 @@
 //! | `ResidPost(i)` | `layers.{i}.resid_post` | output of decoder layer i (before any final norm) |
 //! | `FinalNorm` | `norm` | output of the final RMSNorm |
 //! | `VisionBlock(i)` | `visual.blocks.{i}` | output of vision block i, per patch, in processor order |
+//! | `AudioLayer(i)` | `audio.layers.{i}` | output of audio-encoder layer i (Qwen2.5-Omni), per token after the convolutions, in clip then chunk order |
 //!
 //! [`CaptureSpec::hidden_states`] reproduces transformers'
 //! `output_hidden_states=True`: L+1 states — the embeddings, the outputs of
@@ -33,6 +34,9 @@ pub enum HookPoint {
     /// Output of vision block `i` (`[patches, vision hidden]`, rows in the
     /// image processor's order, i.e. the window permutation undone).
     VisionBlock(usize),
+    /// Output of audio-encoder layer `i` (Qwen2.5-Omni; `[tokens, audio
+    /// d_model]`, the tokens after the two convolutions, clip by clip).
+    AudioLayer(usize),
 }
 
 impl fmt::Display for HookPoint {
@@ -42,6 +46,7 @@ impl fmt::Display for HookPoint {
             HookPoint::ResidPost(i) => write!(f, "layers.{i}.resid_post"),
             HookPoint::FinalNorm => f.write_str("norm"),
             HookPoint::VisionBlock(i) => write!(f, "visual.blocks.{i}"),
+            HookPoint::AudioLayer(i) => write!(f, "audio.layers.{i}"),
         }
     }
 }
@@ -51,7 +56,7 @@ impl FromStr for HookPoint {
     fn from_str(s: &str) -> Result<Self, GeomError> {
         let bad = || {
             GeomError::invalid(format!(
-                "unknown hook point '{s}' (expected embeddings, layers.N.resid_post, norm or visual.blocks.N)"
+                "unknown hook point '{s}' (expected embeddings, layers.N.resid_post, norm, visual.blocks.N or audio.layers.N)"
             ))
         };
         match s {
@@ -60,6 +65,10 @@ impl FromStr for HookPoint {
             _ if s.starts_with("visual.blocks.") => s["visual.blocks.".len()..]
                 .parse()
                 .map(HookPoint::VisionBlock)
+                .map_err(|_| bad()),
+            _ if s.starts_with("audio.layers.") => s["audio.layers.".len()..]
+                .parse()
+                .map(HookPoint::AudioLayer)
                 .map_err(|_| bad()),
             _ => {
                 let rest = s
@@ -104,6 +113,17 @@ impl CaptureSpec {
             .iter()
             .filter_map(|p| match p {
                 HookPoint::VisionBlock(i) => Some(*i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The audio-encoder layers captured, in the spec's order.
+    pub fn audio_layers(&self) -> Vec<usize> {
+        self.points
+            .iter()
+            .filter_map(|p| match p {
+                HookPoint::AudioLayer(i) => Some(*i),
                 _ => None,
             })
             .collect()
@@ -164,6 +184,7 @@ mod tests {
             HookPoint::ResidPost(7),
             HookPoint::FinalNorm,
             HookPoint::VisionBlock(3),
+            HookPoint::AudioLayer(2),
         ] {
             assert_eq!(p.to_string().parse::<HookPoint>().unwrap(), p);
         }

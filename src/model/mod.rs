@@ -1,43 +1,47 @@
-//! Model reimplementations in Burn, generic over the backend (Qwen2.5-VL first).
+//! Model reimplementations in Burn, generic over the backend: one room per
+//! architecture, the shared pieces in their own.
 //!
-//! * [`config`] — `config.json` in both layouts found in the wild;
-//! * [`load`] — safetensors checkpoints (single or sharded), dtype conversion, key layouts;
-//! * [`rope`] — M-RoPE position ids (`get_rope_index`);
-//! * [`text`] — the Qwen2 language decoder;
-//! * [`vision`] — the vision tower (patch embedding, 2-D rotary, window and
-//!   full attention, patch merger);
-//! * [`qwen2_5_vl`] — the whole model: vision embeddings scattered into the
-//!   placeholder tokens, then the decoder;
+//! * [`layers`] — the decoder, the vision tower, rotary embeddings, LoRA
+//!   projections: the pieces both architectures call;
+//! * [`qwen2_5_vl`] — Qwen2.5-VL: its config, M-RoPE positions, the model;
+//! * [`qwen2_5_omni`] — Qwen2.5-Omni's thinker: its config, the audio
+//!   encoder, TMRoPE positions, the model;
+//! * [`config`] — the config pieces both share, and the choice of
+//!   architecture from `config.json` ([`config::Architecture`]);
 //! * [`capture`] — hook points, capture specs, pooling;
 //! * [`embed`] — the public entry point: every layer's pooled state of a
-//!   list of texts, images and videos ([`embed::Embedder`]);
-//! * [`device`] — `--device cpu|cuda:N` and the backend dispatch;
-//! * [`lora`] — LoRA adapters on the decoder's projections, PEFT's format;
-//! * [`rewrite`] — writing checkpoints: tensors replaced (merges), model soups.
+//!   list of texts, images, audio clips and videos ([`embed::Embedder`]),
+//!   for a checkpoint of either architecture;
+//! * [`auto`] — [`AutoModel`]: either architecture, chosen from `config.json`;
+//! * [`batch`] — the prepared batch and a forward pass's output;
+//! * [`device`] — `--device cpu|cuda:N` and the backend dispatch.
+//!
+//! Checkpoint reading and writing (safetensors, merges, soups) live in
+//! [`crate::checkpoint`].
 
+pub mod auto;
+pub mod batch;
 pub mod capture;
 pub mod config;
 pub mod device;
 pub mod embed;
-pub mod load;
-pub mod lora;
-pub mod lora_soup;
+pub mod layers;
+pub mod qwen2_5_omni;
 pub mod qwen2_5_vl;
-pub mod rewrite;
-pub mod rope;
-mod rotary;
-pub mod text;
-pub mod vision;
 
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
 
 pub use capture::{CaptureSpec, HookPoint, Pooling};
-pub use config::{Qwen2_5VlConfig, TextConfig, VisionConfig};
+pub use config::{Architecture, TextConfig, VisionConfig};
+pub use qwen2_5_vl::config::Qwen2_5VlConfig;
 pub use device::DeviceSpec;
 pub use embed::{Embedder, Item, Prompts};
-pub use qwen2_5_vl::{ModelInputs, ModelOutput, Qwen2_5Vl};
+pub use auto::AutoModel;
+pub use batch::{ModelInputs, ModelOutput};
+pub use qwen2_5_omni::{config::Qwen2_5OmniConfig, Qwen2_5Omni};
+pub use qwen2_5_vl::Qwen2_5Vl;
 
 use crate::error::{GeomError, Result};
 
@@ -56,12 +60,12 @@ pub type Cpu = Flex;
 pub fn load_text_decoder<B: Backend>(
     dir: &Path,
     device: &B::Device,
-) -> Result<(Qwen2_5VlConfig, text::TextModel<B>)> {
+) -> Result<(Qwen2_5VlConfig, layers::decoder::TextModel<B>)> {
     let cfg = Qwen2_5VlConfig::from_path(dir)?;
-    let ckpt = load::Checkpoint::open(dir)?;
-    let mut w = load::WeightMap::new(&ckpt);
+    let ckpt = crate::checkpoint::load::Checkpoint::open(dir)?;
+    let mut w = crate::checkpoint::load::WeightMap::new(&ckpt);
     w.skip_prefix("visual.");
-    let model = text::TextModel::load(&mut w, &cfg.text, device);
+    let model = layers::decoder::TextModel::load(&mut w, &cfg.text, device);
     w.finish()?;
     Ok((cfg, model))
 }

@@ -9,7 +9,7 @@
 //! logits `cos / τ`, target its own positive.
 //!
 //! Only LoRA adapters on the decoder's projections train
-//! ([`crate::model::lora`]); the optimiser is AdamW (β 0.9/0.999, ε 1e-8)
+//! ([`crate::model::layers::lora`]); the optimiser is AdamW (β 0.9/0.999, ε 1e-8)
 //! with a linear warmup then cosine decay to zero (transformers'
 //! `get_cosine_schedule_with_warmup`), gradient accumulation, and gradient
 //! clipping at a global norm (transformers' default 1.0). Everything is
@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::Example;
 use crate::error::{GeomError, Result};
-use crate::model::lora::{Adapter, LoraConfig};
+use crate::model::layers::lora::{Adapter, LoraConfig};
 use crate::model::{CaptureSpec, DeviceSpec, Embedder, Item};
 
 /// Training settings. Defaults follow LCO-Emb's released code where it
@@ -365,7 +365,7 @@ fn run<B: AutodiffBackend>(
             )));
         }
         let adapter = Adapter::load(&dir)?;
-        emb.model_mut().text.attach_adapter(&adapter, device)?;
+        emb.model_mut().text_mut().attach_adapter(&adapter, device)?;
         moments = Some(read_moments(&dir.join("optimizer.safetensors"))?);
         start = step;
         eprintln!("resuming from {} (step {step} of {total})", dir.display());
@@ -377,7 +377,7 @@ fn run<B: AutodiffBackend>(
             )));
         }
         B::seed(device, opts.seed);
-        emb.model_mut().text.attach_lora(&opts.lora(), device)?;
+        emb.model_mut().text_mut().attach_lora(&opts.lora(), device)?;
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
     std::fs::write(
@@ -388,12 +388,12 @@ fn run<B: AutodiffBackend>(
         .expect("serialisable"),
     )
     .map_err(io(out))?;
-    emb.model_mut().text.set_lora_training(true);
+    emb.model_mut().text_mut().set_lora_training(true);
     let lora = opts.lora();
     // Trainable tensors: every adapter's A and B.
     let mut adapters = 0;
     let mut trainable = 0;
-    for (_, p) in emb.model_mut().text.projections_mut() {
+    for (_, p) in emb.model_mut().text_mut().projections_mut() {
         if let Some(l) = p.lora.as_mut() {
             l.a = l.a.clone().require_grad();
             l.b = l.b.clone().require_grad();
@@ -556,7 +556,7 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
 /// The trainable tensors, in a fixed order (projections, then A before B).
 fn params<B: Backend>(emb: &mut Embedder<B>) -> Vec<&mut Tensor<B, 2>> {
     let mut out = Vec::new();
-    for (_, p) in emb.model_mut().text.projections_mut() {
+    for (_, p) in emb.model_mut().text_mut().projections_mut() {
         if let Some(l) = p.lora.as_mut() {
             out.push(&mut l.a);
             out.push(&mut l.b);
@@ -571,7 +571,7 @@ fn save_adapter<B: Backend>(
     base: &str,
     dir: &Path,
 ) -> Result<()> {
-    emb.model_mut().text.adapter(lora, base)?.save(dir)
+    emb.model_mut().text_mut().adapter(lora, base)?.save(dir)
 }
 
 fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {

@@ -1,4 +1,5 @@
-//! The Qwen2.5-VL vision tower, in Burn, generic over the backend.
+//! The Qwen2.5 vision tower (Qwen2.5-VL's and Qwen2.5-Omni's thinker's), in
+//! Burn, generic over the backend.
 //!
 //! Follows transformers 4.57 `models/qwen2_5_vl/modeling_qwen2_5_vl.py`
 //! (`Qwen2_5_VisionTransformerPretrainedModel` and its parts):
@@ -31,11 +32,11 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::config::VisionConfig;
-use super::load::WeightMap;
+use crate::model::config::VisionConfig;
+use crate::checkpoint::load::WeightMap;
 use super::lora::Proj;
 use super::rotary::Rotary;
-use super::text::{frozen, linear, rms_norm, take, transposed, Mlp};
+use super::decoder::{frozen, linear, rms_norm, take, transposed, Mlp};
 use crate::error::{GeomError, Result};
 
 /// The vision RMSNorm epsilon (hard-coded in the reference, not configurable).
@@ -51,9 +52,10 @@ pub const DEFAULT_SCORE_BUDGET: usize = 1 << 27;
 /// Additive mask value for padded keys.
 const MASKED: f32 = -1e30;
 
-/// Bidirectional multi-head attention. The checkpoint's fused `attn.qkv`
+/// Bidirectional multi-head attention. Qwen2.5-VL's fused `attn.qkv`
 /// (`[3·hidden, hidden]`, rows `(q|k|v, head, dim)`) is split into its three
-/// projections at load, so no copy separates them at run time.
+/// projections at load, so no copy separates them at run time; Qwen2.5-Omni
+/// stores them apart (`attn.q`, `attn.k`, `attn.v`) and they load as they are.
 #[derive(Debug)]
 pub struct VisionAttention<B: Backend> {
     /// Rows `0..hidden` of `attn.qkv`, `[hidden, hidden]`, with bias.
@@ -243,7 +245,12 @@ impl<B: Backend> VisionModel<B> {
                 let lin = |w: &mut WeightMap, name: &str, i: usize, o: usize| {
                     linear(w, &format!("{pre}.{name}"), i, o, true, device)
                 };
-                let qkv = split_qkv(w, &format!("{pre}.attn.qkv"), d, device);
+                // Qwen2.5-VL stores a fused `attn.qkv`, Qwen2.5-Omni separate `attn.q/k/v`.
+                let qkv = if w.contains(&format!("{pre}.attn.qkv.weight")) {
+                    split_qkv(w, &format!("{pre}.attn.qkv"), d, device)
+                } else {
+                    ["q", "k", "v"].map(|x| lin(w, &format!("attn.{x}"), d, d))
+                };
                 VisionBlock {
                     norm1: rms_norm(
                         w,
@@ -417,7 +424,7 @@ impl<B: Backend> VisionAttention<B> {
         rope_k: &Rotary<B>,
         seg: &Segments<B>,
     ) -> Tensor<B, 2> {
-        let [n, d] = x.dims();
+        let [n, _] = x.dims();
         let (nh, hd) = (self.n_heads, self.head_dim);
         let rows = |y: Tensor<B, 2>| y.reshape([n * nh, hd]);
         let q = rope_q
@@ -427,43 +434,61 @@ impl<B: Backend> VisionAttention<B> {
             .apply(rows(self.k.forward(x.clone())))
             .reshape([n, nh, hd]);
         let v = self.v.forward(x).reshape([n, nh, hd]);
-        // Gather into padded segments: [s, nh, l, hd].
-        let (s, l) = (seg.count, seg.longest);
-        let pad = |y: Tensor<B, 3>| {
-            y.select(0, seg.gather.clone())
-                .reshape([s, l, nh, hd])
-                .swap_dims(1, 2)
-        };
-        let (q, kt, v) = (pad(q), pad(k).swap_dims(2, 3), pad(v));
-        // Queries in row blocks so the scores never exceed `score_budget`
-        // floats (a full-attention block over one large image would
-        // otherwise hold heads × patches² of them). Each query row's softmax
-        // is over all keys either way: the result is the same up to f32
-        // rounding of the differently blocked matrix products.
-        let rows = (self.score_budget / (s * nh * l).max(1)).clamp(1, l);
-        let attend = |q: Tensor<B, 4>| {
-            let mut scores = q.matmul(kt.clone());
-            if let Some(mask) = &seg.key_mask {
-                scores = scores + mask.clone();
-            }
-            softmax(scores, 3).matmul(v.clone())
-        };
-        let out = if rows >= l {
-            attend(q) // [s, nh, l, hd]
-        } else {
-            let blocks = (0..l)
-                .step_by(rows)
-                .map(|r| attend(q.clone().narrow(2, r, rows.min(l - r))))
-                .collect();
-            Tensor::cat(blocks, 2)
-        };
-        let out = out.swap_dims(1, 2).reshape([s * l, d]);
-        let out = if seg.key_mask.is_some() {
-            out.select(0, seg.scatter.clone())
-        } else {
-            out
-        };
-        self.proj.forward(out)
+        self.proj
+            .forward(segment_attention(q, k, v, seg, self.score_budget))
+    }
+}
+
+/// Bidirectional attention within segments (windows, frames, audio chunks):
+/// each row attends to the rows of its own segment only.
+///
+/// # Shapes
+/// `q`, `k`, `v`: `[n, heads, head_dim]`, rows in segment order, the
+/// attention scale already folded into `q`; returns `[n, heads·head_dim]`.
+///
+/// Queries run in row blocks so the scores never exceed `score_budget`
+/// floats (a full-attention block over one large image would otherwise hold
+/// heads × patches² of them). Each query row's softmax is over all keys
+/// either way: the result is the same up to f32 rounding of the differently
+/// blocked matrix products.
+pub(crate) fn segment_attention<B: Backend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    seg: &Segments<B>,
+    score_budget: usize,
+) -> Tensor<B, 2> {
+    let [_, nh, hd] = q.dims();
+    // Gather into padded segments: [s, nh, l, hd].
+    let (s, l) = (seg.count, seg.longest);
+    let pad = |y: Tensor<B, 3>| {
+        y.select(0, seg.gather.clone())
+            .reshape([s, l, nh, hd])
+            .swap_dims(1, 2)
+    };
+    let (q, kt, v) = (pad(q), pad(k).swap_dims(2, 3), pad(v));
+    let rows = (score_budget / (s * nh * l).max(1)).clamp(1, l);
+    let attend = |q: Tensor<B, 4>| {
+        let mut scores = q.matmul(kt.clone());
+        if let Some(mask) = &seg.key_mask {
+            scores = scores + mask.clone();
+        }
+        softmax(scores, 3).matmul(v.clone())
+    };
+    let out = if rows >= l {
+        attend(q) // [s, nh, l, hd]
+    } else {
+        let blocks = (0..l)
+            .step_by(rows)
+            .map(|r| attend(q.clone().narrow(2, r, rows.min(l - r))))
+            .collect();
+        Tensor::cat(blocks, 2)
+    };
+    let out = out.swap_dims(1, 2).reshape([s * l, nh * hd]);
+    if seg.key_mask.is_some() {
+        out.select(0, seg.scatter.clone())
+    } else {
+        out
     }
 }
 
@@ -492,7 +517,7 @@ fn split_qkv<B: Backend>(
 }
 
 /// Attention segments laid out as a padded batch.
-struct Segments<B: Backend> {
+pub(crate) struct Segments<B: Backend> {
     count: usize,
     longest: usize,
     /// Row of the input for each padded slot (`count·longest`; pads read row 0).
@@ -505,7 +530,8 @@ struct Segments<B: Backend> {
 }
 
 impl<B: Backend> Segments<B> {
-    fn new(cu: &[usize], device: &B::Device) -> Self {
+    /// Segments `cu[i]..cu[i+1]` of the rows (cumulative lengths from 0).
+    pub(crate) fn new(cu: &[usize], device: &B::Device) -> Self {
         let lens: Vec<usize> = cu.windows(2).map(|w| w[1] - w[0]).collect();
         let count = lens.len();
         let longest = lens.iter().copied().max().unwrap_or(0);

@@ -28,7 +28,7 @@ use safetensors::tensor::View;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{GeomError, Result};
-use crate::model::load::canonical_key;
+use crate::checkpoint::load::canonical_key;
 
 const INDEX: &str = "model.safetensors.index.json";
 const SINGLE: &str = "model.safetensors";
@@ -227,7 +227,7 @@ impl Source {
         let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
         for (si, name) in names.into_iter().enumerate() {
             let path = dir.join(&name);
-            let mmap = crate::model::load::map_file(&path)?;
+            let mmap = crate::checkpoint::load::map_file(&path)?;
             let not_st = |e: safetensors::SafeTensorError| {
                 GeomError::invalid(format!("{}: not a safetensors file: {e}", path.display()))
             };
@@ -386,7 +386,7 @@ fn element(dtype: Dtype, b: &[u8], i: usize) -> f32 {
 }
 
 fn decode(dtype: Dtype, b: &[u8]) -> Vec<f32> {
-    crate::model::load::decode_f32(dtype, b)
+    crate::checkpoint::load::decode_f32(dtype, b)
         .unwrap_or_else(|| unreachable!("decode() of a {dtype:?} tensor"))
 }
 

@@ -178,10 +178,20 @@ pub fn decode_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// Maps the `model.language_model.*` / `model.visual.*` layout onto the hub's
-/// `model.*` / `visual.*`.
+/// Maps every key layout onto geom's canonical names: `model.*` (decoder),
+/// `visual.*`, `audio_tower.*`, `lm_head.weight`, and `talker.*` /
+/// `token2wav.*` as they are.
+///
+/// * Qwen2.5-VL as transformers ≥ 4.52 holds it in memory (and some
+///   re-saved checkpoints): `model.language_model.*`, `model.visual.*`;
+/// * Qwen2.5-Omni's hub layout: the thinker under `thinker.` (`thinker.model.*`,
+///   `thinker.visual.*`, `thinker.audio_tower.*`, `thinker.lm_head.weight`);
+/// * both at once, and `model.audio_tower.*`, as transformers 5 may nest them.
 pub fn canonical_key(name: &str) -> String {
-    if let Some(rest) = name.strip_prefix("model.language_model.") {
+    let name = name.strip_prefix("thinker.").unwrap_or(name);
+    if let Some(rest) = name.strip_prefix("model.audio_tower.") {
+        format!("audio_tower.{rest}")
+    } else if let Some(rest) = name.strip_prefix("model.language_model.") {
         format!("model.{rest}")
     } else if let Some(rest) = name.strip_prefix("model.visual.") {
         format!("visual.{rest}")
@@ -217,6 +227,20 @@ impl<'a> WeightMap<'a> {
     /// `visual.` when only the language decoder is built).
     pub fn skip_prefix(&mut self, prefix: &str) {
         self.skipped.push(prefix.to_string());
+    }
+
+    /// Whether the checkpoint holds `key` (to tell layouts apart).
+    pub fn contains(&self, key: &str) -> bool {
+        self.ckpt.keys.contains_key(key)
+    }
+
+    /// How many tensors fall under the skipped prefixes (e.g. the
+    /// talker and token2wav of a Qwen2.5-Omni checkpoint, left on disk).
+    pub fn skipped_count(&self) -> usize {
+        self.ckpt
+            .keys()
+            .filter(|k| self.skipped.iter().any(|p| k.starts_with(p.as_str())))
+            .count()
     }
 
     /// The tensor `key` as f32 if it exists with shape `shape`; otherwise
@@ -318,5 +342,18 @@ mod tests {
             "visual.merger.mlp.0.weight"
         );
         assert_eq!(canonical_key("lm_head.weight"), "lm_head.weight");
+        assert_eq!(
+            canonical_key("thinker.model.layers.0.mlp.up_proj.weight"),
+            "model.layers.0.mlp.up_proj.weight"
+        );
+        assert_eq!(
+            canonical_key("thinker.audio_tower.layers.1.fc1.weight"),
+            "audio_tower.layers.1.fc1.weight"
+        );
+        assert_eq!(canonical_key("thinker.lm_head.weight"), "lm_head.weight");
+        assert_eq!(
+            canonical_key("talker.model.layers.0.mlp.up_proj.weight"),
+            "talker.model.layers.0.mlp.up_proj.weight"
+        );
     }
 }

@@ -25,8 +25,8 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::load::canonical_key;
-use super::text::TextModel;
+use crate::checkpoint::load::canonical_key;
+use super::decoder::TextModel;
 use crate::error::{GeomError, Result};
 
 /// The projections LCO-Emb adapts (every linear layer of the decoder).
@@ -593,9 +593,9 @@ pub fn merge_adapter(
     adapter: &Adapter,
     out: &Path,
     progress: bool,
-) -> Result<super::rewrite::RewriteReport> {
+) -> Result<crate::checkpoint::rewrite::RewriteReport> {
     let mut used = std::collections::BTreeSet::new();
-    let report = super::rewrite::rewrite_checkpoint_with(
+    let report = crate::checkpoint::rewrite::rewrite_checkpoint_with(
         base,
         out,
         |key, shape, values| {
@@ -658,7 +658,7 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8], name: &str) -> Result<Vec<f32>> {
-    super::load::decode_f32(dtype, bytes).ok_or_else(|| {
+    crate::checkpoint::load::decode_f32(dtype, bytes).ok_or_else(|| {
         GeomError::invalid(format!(
             "adapter tensor '{name}' has dtype {dtype:?} (expected F32, BF16 or F16)"
         ))

@@ -22,9 +22,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use ndarray::Array3;
 
-use super::capture::{CaptureSpec, HookPoint};
-use super::config::TextConfig;
-use super::load::WeightMap;
+use crate::model::capture::{CaptureSpec, HookPoint};
+use crate::model::config::TextConfig;
+use crate::checkpoint::load::WeightMap;
 use super::rotary::Rotary;
 
 /// Additive mask value for disallowed attention (finite, so a fully masked
@@ -193,7 +193,7 @@ impl<B: Backend> TextModel<B> {
     ///
     /// # Shapes
     /// * `embeds`: `[B, T, hidden]`;
-    /// * `positions`: `[3, B, T]` M-RoPE ids (see [`super::rope::rope_index`]);
+    /// * `positions`: `[3, B, T]` M-RoPE ids (see [`crate::model::qwen2_5_vl::rope::rope_index`]);
     /// * `attention_mask`: `B` rows of `T` (1 = token, 0 = padding), or `None`.
     pub fn forward(
         &self,
