@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::model::layers::lora::{Adapter, AdapterConfig, AdapterWeights};
+use crate::model::layers::lora::{peft_module, Adapter, AdapterConfig, AdapterWeights};
 use crate::error::{GeomError, Result};
 
 /// The weighted soup of `adapters` (weights already normalised, one per
@@ -92,12 +92,12 @@ pub fn soup_adapters(adapters: &[Adapter], weights: &[f64]) -> Result<Adapter> {
         if w.r != r {
             let fold = w.r as f32 / r as f32;
             w.b.iter_mut().for_each(|x| *x *= fold);
-            rank_pattern.insert(crate::model::layers::lora::peft_module(m), json!(w.r));
+            rank_pattern.insert(peft_module(m, first.tree), json!(w.r));
         }
     }
     // Full module names: short names (`up_proj`) would also match the vision
     // tower's MLP when PEFT loads the adapter.
-    let targets: Vec<String> = shapes.keys().map(|m| crate::model::layers::lora::peft_module(m)).collect();
+    let targets: Vec<String> = shapes.keys().map(|m| peft_module(m, first.tree)).collect();
     let sources: Vec<&str> = adapters.iter().map(|a| a.source.as_str()).collect();
     Ok(Adapter {
         config: AdapterConfig {
@@ -110,6 +110,7 @@ pub fn soup_adapters(adapters: &[Adapter], weights: &[f64]) -> Result<Adapter> {
         },
         modules,
         source: format!("soup of {}", sources.join(", ")),
+        tree: first.tree,
     })
 }
 
@@ -158,6 +159,7 @@ mod tests {
             },
             modules,
             source: name.into(),
+            tree: Default::default(),
         }
     }
 

@@ -17,6 +17,9 @@ use super::qwen2_5_vl::Qwen2_5Vl;
 use crate::error::Result;
 
 /// A loaded model of either architecture.
+// One model per process, its weights on the heap: the size of the enum is
+// of no consequence.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AutoModel<B: Backend> {
     /// Qwen2.5-VL.

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use super::data::Example;
 use crate::error::{GeomError, Result};
-use crate::model::layers::lora::{Adapter, LoraConfig};
+use crate::model::layers::lora::{Adapter, LoraConfig, ModuleTree};
+use crate::model::Architecture;
 use crate::model::{CaptureSpec, DeviceSpec, Embedder, Item};
 
 /// Training settings. Defaults follow LCO-Emb's released code where it
@@ -571,7 +572,15 @@ fn save_adapter<B: Backend>(
     base: &str,
     dir: &Path,
 ) -> Result<()> {
-    emb.model_mut().text_mut().adapter(lora, base)?.save(dir)
+    let mut adapter = emb.model_mut().text_mut().adapter(lora, base)?;
+    // PEFT names the decoder after the class it wrapped: Qwen2.5-VL's
+    // `model.language_model.layers` (transformers ≥ 4.52), the Omni thinker's
+    // `model.layers` (as LCO-Embedding-Omni's adapters).
+    adapter.tree = match emb.model().architecture() {
+        Architecture::Qwen2_5Vl => ModuleTree::LanguageModel,
+        Architecture::Qwen2_5Omni => ModuleTree::Model,
+    };
+    adapter.save(dir)
 }
 
 fn latest_checkpoint(out: &Path) -> Result<Option<(usize, PathBuf)>> {

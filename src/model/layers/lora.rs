@@ -278,6 +278,7 @@ impl<B: Backend> TextModel<B> {
             config: AdapterConfig::from_lora(cfg, base_model),
             modules,
             source: "(in memory)".into(),
+            tree: ModuleTree::default(),
         })
     }
 }
@@ -408,6 +409,19 @@ impl AdapterWeights {
     }
 }
 
+/// How PEFT names the decoder's modules, which depends on the model class
+/// it wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModuleTree {
+    /// `model.language_model.layers.N…`: Qwen2.5-VL in transformers ≥ 4.52.
+    #[default]
+    LanguageModel,
+    /// `model.layers.N…`: Qwen2.5-Omni's thinker (LCO-Embedding-Omni's
+    /// adapters, `Qwen2_5OmniThinkerForConditionalGeneration` wrapped), and
+    /// Qwen2.5-VL before transformers 4.52.
+    Model,
+}
+
 /// A LoRA adapter on the host: config and per-module weights, keyed by the
 /// module's canonical path (`model.layers.0.self_attn.q_proj`).
 #[derive(Debug, Clone)]
@@ -418,6 +432,9 @@ pub struct Adapter {
     pub modules: BTreeMap<String, AdapterWeights>,
     /// Where it was read from (for messages).
     pub source: String,
+    /// The PEFT module tree its keys are written in (read from the keys of a
+    /// loaded adapter).
+    pub tree: ModuleTree,
 }
 
 impl Adapter {
@@ -473,6 +490,11 @@ impl Adapter {
             ))
         })?;
         let mut halves: BTreeMap<String, [Option<Half>; 2]> = BTreeMap::new();
+        let tree = if st.names().iter().any(|n| n.contains(".language_model.")) {
+            ModuleTree::LanguageModel
+        } else {
+            ModuleTree::Model
+        };
         for name in st.names() {
             let (module, which) = if let Some(m) = name.strip_suffix(".lora_A.weight") {
                 (m, 0)
@@ -530,6 +552,7 @@ impl Adapter {
             config,
             modules,
             source: dir.display().to_string(),
+            tree,
         })
     }
 
@@ -542,7 +565,7 @@ impl Adapter {
         })?;
         let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (module, w) in &self.modules {
-            let key = peft_key(module);
+            let key = peft_key(module, self.tree);
             tensors.push((
                 format!("{key}.lora_A.weight"),
                 le_bytes(&w.a),
@@ -574,10 +597,19 @@ impl Adapter {
             path: st.clone(),
             source,
         })?;
+        // Full module names in `target_modules`: short names (`q_proj`) would
+        // also make PEFT wrap the vision tower's MLP and the audio encoder's
+        // attention, which geom never adapts.
+        let mut config = self.config.clone();
+        config.target_modules = json!(self
+            .modules
+            .keys()
+            .map(|m| peft_module(m, self.tree))
+            .collect::<Vec<_>>());
         let cfg = dir.join("adapter_config.json");
         std::fs::write(
             &cfg,
-            serde_json::to_string_pretty(&self.config).expect("serialisable"),
+            serde_json::to_string_pretty(&config).expect("serialisable"),
         )
         .map_err(|source| GeomError::Io { path: cfg, source })
     }
@@ -638,19 +670,23 @@ pub fn merge_adapter(
 type Half = (Vec<f32>, Vec<usize>);
 
 /// PEFT's key of a module path (`model.layers.0.mlp.up_proj` →
-/// `base_model.model.model.language_model.layers.0.mlp.up_proj`).
-fn peft_key(module: &str) -> String {
-    format!("base_model.model.{}", peft_module(module))
+/// `base_model.model.model.language_model.layers.0.mlp.up_proj` in the
+/// language-model tree).
+fn peft_key(module: &str, tree: ModuleTree) -> String {
+    format!("base_model.model.{}", peft_module(module, tree))
 }
 
 /// A canonical module path as PEFT names it inside the model
-/// (`model.language_model.layers.0.self_attn.q_proj`): the names
-/// `rank_pattern` and `target_modules` match.
-pub(crate) fn peft_module(module: &str) -> String {
-    module
-        .strip_prefix("model.")
-        .map(|rest| format!("model.language_model.{rest}"))
-        .unwrap_or_else(|| module.to_string())
+/// (`model.language_model.layers.0.self_attn.q_proj`, or unchanged in the
+/// flat tree): the names `rank_pattern` and `target_modules` match.
+pub(crate) fn peft_module(module: &str, tree: ModuleTree) -> String {
+    match tree {
+        ModuleTree::LanguageModel => module
+            .strip_prefix("model.")
+            .map(|rest| format!("model.language_model.{rest}"))
+            .unwrap_or_else(|| module.to_string()),
+        ModuleTree::Model => module.to_string(),
+    }
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {
@@ -671,7 +707,11 @@ mod tests {
 
     #[test]
     fn peft_keys_round_trip_through_the_canonical_names() {
-        let k = peft_key("model.layers.3.self_attn.q_proj");
+        assert_eq!(
+            peft_key("model.layers.3.self_attn.q_proj", ModuleTree::Model),
+            "base_model.model.model.layers.3.self_attn.q_proj"
+        );
+        let k = peft_key("model.layers.3.self_attn.q_proj", ModuleTree::LanguageModel);
         assert_eq!(
             k,
             "base_model.model.model.language_model.layers.3.self_attn.q_proj"

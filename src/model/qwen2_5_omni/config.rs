@@ -177,7 +177,7 @@ impl Qwen2_5OmniConfig {
                 a.d_model, a.encoder_attention_heads
             )));
         }
-        if a.d_model % 2 != 0 || a.d_model < 4 {
+        if !a.d_model.is_multiple_of(2) || a.d_model < 4 {
             return Err(GeomError::invalid(format!(
                 "audio d_model {} must be even (sinusoidal positions)",
                 a.d_model
