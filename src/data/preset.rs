@@ -14,10 +14,16 @@
 //! into one ([`super::pixmo`]), once, under the geom cache
 //! (`<cache>/datasets/`, see [`super::cache::cache_dir`]), and converted
 //! again when they change.
+//!
+//! A preset may instead name a dataset's own annotation files and media
+//! folder (`format = "audiocaps"` or `"msrvtt"`, `annotations`, `media`), as
+//! AudioCaps and MSR-VTT are distributed: the first annotation file and the
+//! first media folder that exist are converted into a manifest
+//! ([`super::audiocaps`], [`super::msrvtt`]), once, under the same cache.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{GeomError, Result};
 
@@ -48,6 +54,20 @@ pub struct Preset {
     /// bound for shards with embedded images, which are written out.
     #[serde(default)]
     pub rows: Option<usize>,
+    /// How `annotations` are read: `audiocaps` (its CSVs) or `msrvtt` (the
+    /// 1k-A CSV or `MSRVTT_data.json`).
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// The dataset's own annotation file, relative to the data root (or
+    /// absolute): a path, or a list of places to look, the first that
+    /// exists being read (`audiocaps/test.csv`). Needs `format`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub annotations: Vec<String>,
+    /// The folder of the annotations' media (AudioCaps clips, MSR-VTT
+    /// videos), relative to the data root (or absolute): a path, or a list,
+    /// the first that exists being used.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub media: Vec<String>,
     /// How many pairs (from the start) the paper's analysis used.
     #[serde(default)]
     pub limit: Option<usize>,
@@ -58,6 +78,42 @@ pub struct Preset {
     /// not a path under the data root.
     #[serde(default)]
     pub embedded: bool,
+}
+
+/// The annotation formats a preset can name (`format = "audiocaps"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// AudioCaps' CSVs (`audiocap_id,youtube_id,start_time,caption`) and a
+    /// folder of clips, see [`super::audiocaps`].
+    Audiocaps,
+    /// MSR-VTT's 1k-A CSV or `MSRVTT_data.json` and a folder of videos, see
+    /// [`super::msrvtt`].
+    Msrvtt,
+}
+
+impl Format {
+    /// The name in a preset.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Audiocaps => "audiocaps",
+            Format::Msrvtt => "msrvtt",
+        }
+    }
+}
+
+/// A path, or a list of paths.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a path or a list of paths")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// The presets shipped with geom.
@@ -80,12 +136,27 @@ impl Preset {
                 GeomError::toml(source, text, &e)
             ))
         })?;
-        if p.manifest.is_empty() && p.parquet.is_none() {
+        if p.manifest.is_empty() && p.parquet.is_none() && p.annotations.is_empty() {
             return Err(GeomError::invalid(format!(
-                "{source}: the preset names no data: give manifest = \"….jsonl\" or parquet = \"…/*.parquet\" (with images = \"…\" for image URLs)"
+                "{source}: the preset names no data: give manifest = \"….jsonl\", parquet = \"…/*.parquet\" (with images = \"…\" for image URLs), \
+                 or format = \"audiocaps\" | \"msrvtt\" with annotations = \"…\" and media = \"…\""
             )));
         }
-        Ok(p)
+        match (p.format, p.annotations.is_empty(), p.media.is_empty()) {
+            (None, false, _) | (None, _, false) => Err(GeomError::invalid(format!(
+                "{source}: annotations and media need format = \"audiocaps\" or \"msrvtt\" (how to read them)"
+            ))),
+            (Some(f), true, _) => Err(GeomError::invalid(format!(
+                "{source}: format = \"{}\" needs annotations = \"…\" (the dataset's annotation file, or a list of places to look)",
+                f.name()
+            ))),
+            (Some(f), false, true) => Err(GeomError::invalid(format!(
+                "{source}: format = \"{}\" needs media = \"…\" (the folder of its {})",
+                f.name(),
+                media_noun(f)
+            ))),
+            _ => Ok(p),
+        }
     }
 
     /// A built-in preset by name.
@@ -170,14 +241,16 @@ fn locate(p: Preset, what: &str) -> Result<ResolvedPairs> {
             data_root().join(rel)
         }
     };
+    let found = |manifest: PathBuf| ResolvedPairs {
+        manifest,
+        dataset: p.name.clone(),
+        limit: p.limit,
+    };
+    let cache = || super::cache::cache_dir(None).join("datasets");
     // 1. The manifest, when there is one.
     let manifest = (!p.manifest.is_empty()).then(|| under_root(&p.manifest));
     if let Some(m) = manifest.as_ref().filter(|m| m.exists()) {
-        return Ok(ResolvedPairs {
-            manifest: m.clone(),
-            dataset: p.name,
-            limit: p.limit,
-        });
+        return Ok(found(m.clone()));
     }
     // 2. Else parquet shards, converted into a manifest once.
     let pattern = p.parquet.as_deref().map(under_root);
@@ -187,21 +260,52 @@ fn locate(p: Preset, what: &str) -> Result<ResolvedPairs> {
     };
     if !shards.is_empty() {
         let images = p.images.as_deref().map(under_root);
-        let cache = super::cache::cache_dir(None).join("datasets");
         let manifest =
-            super::pixmo::cached_manifest(&p.name, &shards, images.as_deref(), p.rows, &cache)?;
-        return Ok(ResolvedPairs {
-            manifest,
-            dataset: p.name,
-            limit: p.limit,
-        });
+            super::pixmo::cached_manifest(&p.name, &shards, images.as_deref(), p.rows, &cache())?;
+        return Ok(found(manifest));
     }
-    // 3. Neither: say every place looked at, and how to point elsewhere.
+    // 3. Else the dataset's own annotation file and media folder, converted
+    //    into a manifest once.
+    let annotations: Vec<PathBuf> = p.annotations.iter().map(|a| under_root(a)).collect();
+    let media: Vec<PathBuf> = p.media.iter().map(|m| under_root(m)).collect();
     let root = match std::env::var_os("GEOM_DATA") {
         Some(r) => format!("GEOM_DATA={}", r.to_string_lossy()),
         None => "GEOM_DATA is unset, so ./data".to_string(),
     };
-    let looked: Vec<String> = manifest
+    let list = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let own_preset = match p.format {
+        Some(f) => format!(
+            "manifest = \"…\", or format = \"{}\" with annotations = \"…\" and media = \"…\"",
+            f.name()
+        ),
+        None => "manifest = \"…\", or parquet = \"…\" with images = \"…\"".to_string(),
+    };
+    if let (Some(format), Some(ann)) = (p.format, annotations.iter().find(|a| a.is_file())) {
+        let Some(dir) = media.iter().find(|m| m.is_dir()) else {
+            return Err(GeomError::invalid(format!(
+                "{what} ({}): found the annotations {} but no folder of {}: looked for {} ({root}); {}; \
+                 then set GEOM_DATA to the folder holding them, or pass --pairs a preset .toml of your own ({own_preset})",
+                p.description,
+                ann.display(),
+                media_noun(format),
+                list(&media),
+                p.how_to,
+            )));
+        };
+        let manifest = match format {
+            Format::Audiocaps => super::audiocaps::cached_manifest(&p.name, ann, dir, &cache())?,
+            Format::Msrvtt => super::msrvtt::cached_manifest(&p.name, ann, dir, &cache())?,
+        };
+        return Ok(found(manifest));
+    }
+    // 4. None: say every place looked at, and how to point elsewhere.
+    let mut looked: Vec<String> = manifest
         .iter()
         .map(|m| format!("the manifest {}", m.display()))
         .chain(
@@ -210,22 +314,39 @@ fn locate(p: Preset, what: &str) -> Result<ResolvedPairs> {
                 .map(|g| format!("parquet shards {}", g.display())),
         )
         .collect();
+    if !annotations.is_empty() {
+        let noun = p.format.map_or("media", media_noun);
+        looked.push(format!(
+            "the annotations {} (with the {noun} in {})",
+            list(&annotations),
+            list(&media)
+        ));
+    }
     let wanted: Vec<String> = [
         Some(&p.manifest).filter(|m| !m.is_empty()),
         p.parquet.as_ref(),
     ]
     .into_iter()
     .flatten()
+    .chain(&p.annotations)
     .map(|s| format!("'{s}'"))
     .collect();
     Err(GeomError::invalid(format!(
         "{what} ({}): looked for {} ({root}) and found none of it; {}; then set GEOM_DATA to the folder holding {}, \
-         or pass --pairs a manifest .jsonl or a preset .toml (manifest = \"…\", or parquet = \"…\" with images = \"…\")",
+         or pass --pairs a manifest .jsonl or a preset .toml ({own_preset})",
         p.description,
         looked.join(" and for "),
         p.how_to,
         wanted.join(" or "),
     )))
+}
+
+/// What a format's media folder holds.
+fn media_noun(f: Format) -> &'static str {
+    match f {
+        Format::Audiocaps => "audio clips",
+        Format::Msrvtt => "videos",
+    }
 }
 
 /// The files matching `pattern`, sorted by name: `*` (any run) and `?` (one
@@ -371,5 +492,114 @@ mod tests {
         assert!(e.contains("names no data"), "{e}");
         let e = resolve_pairs("nosuch").unwrap_err().to_string();
         assert!(e.contains("presets: demo, pixmo, msrvtt, audiocaps"), "{e}");
+    }
+
+    #[test]
+    fn annotation_presets_name_every_place_they_looked() {
+        for (name, wanted) in [
+            (
+                "audiocaps",
+                &[
+                    "audiocaps/pairs.jsonl",
+                    "audiocaps/test.csv",
+                    "audiocaps/dataset/test.csv",
+                    "AUDIOCAPS/test.csv",
+                    "AUDIOCAPS_32000Hz/test.csv",
+                    "audiocaps/test,",
+                    "AUDIOCAPS/audio_32000Hz/test",
+                    "with the audio clips in",
+                    "format = \"audiocaps\" with annotations",
+                ][..],
+            ),
+            (
+                "msrvtt",
+                &[
+                    "msrvtt/pairs.jsonl",
+                    "msrvtt/msrvtt_data/MSRVTT_JSFUSION_test.csv",
+                    "msrvtt/MSRVTT_data.json",
+                    "msrvtt/test_videodatainfo.json",
+                    "msrvtt/MSRVTT/videos/all",
+                    "msrvtt/TestVideo",
+                    "with the videos in",
+                ][..],
+            ),
+        ] {
+            let p = Preset::builtin(name).unwrap();
+            assert_eq!(p.format.map(Format::name), Some(name));
+            let e = resolve_pairs(name).unwrap_err().to_string();
+            for w in wanted {
+                assert!(e.contains(w), "{name}: {e} (wanted {w})");
+            }
+            assert!(e.contains("GEOM_DATA") && e.contains("preset .toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn annotations_found_without_media_say_where_media_was_looked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("test.csv");
+        std::fs::write(&csv, "audiocap_id,youtube_id,start_time,caption\n").unwrap();
+        let t = dir.path().join("ac.toml");
+        let (a, b) = (dir.path().join("clips"), dir.path().join("audio/test"));
+        std::fs::write(
+            &t,
+            format!(
+                "name = \"ac\"\ndescription = \"d\"\nmodalities = [\"text\", \"audio\"]\nformat = \"audiocaps\"\n\
+                 annotations = [\"{}\", \"{}\"]\nmedia = [\"{}\", \"{}\"]\n",
+                dir.path().join("nope.csv").display(),
+                csv.display(),
+                a.display(),
+                b.display()
+            ),
+        )
+        .unwrap();
+        let e = resolve_pairs(t.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("found the annotations {}", csv.display()))
+                && e.contains(&format!("{}, {}", a.display(), b.display()))
+                && e.contains("no folder of audio clips"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn format_fields_are_checked() {
+        let head = "name = \"x\"\ndescription = \"d\"\nmodalities = []\n";
+        let parse = |rest: &str| Preset::from_toml(&format!("{head}{rest}"), "x.toml");
+        let p = parse("format = \"msrvtt\"\nannotations = \"a.csv\"\nmedia = [\"v\", \"w\"]\n")
+            .unwrap();
+        assert_eq!(
+            (p.format, p.annotations, p.media),
+            (
+                Some(Format::Msrvtt),
+                vec!["a.csv".to_string()],
+                vec!["v".to_string(), "w".to_string()]
+            )
+        );
+        for (rest, needle) in [
+            (
+                "annotations = \"a.csv\"\nmedia = \"v\"\n",
+                "need format = \"audiocaps\" or \"msrvtt\"",
+            ),
+            (
+                "format = \"msrvtt\"\nmanifest = \"m.jsonl\"\n",
+                "needs annotations",
+            ),
+            (
+                "format = \"audiocaps\"\nannotations = \"a.csv\"\n",
+                "needs media = \"…\" (the folder of its audio clips)",
+            ),
+            (
+                "format = \"clotho\"\nannotations = \"a.csv\"\nmedia = \"v\"\n",
+                "unknown variant `clotho`",
+            ),
+            (
+                "format = \"msrvtt\"\nannotations = 3\nmedia = \"v\"\n",
+                "a path or a list of paths",
+            ),
+        ] {
+            let e = parse(rest).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e} (wanted {needle})");
+        }
     }
 }
