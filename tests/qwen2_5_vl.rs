@@ -3,12 +3,15 @@
 //! transformers, and its outputs): configuration, checkpoint loading in both
 //! the single-file and the sharded form, M-RoPE position ids.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{floats, grids, ints, max_abs, state_err};
 
 use geom::model::qwen2_5_vl::config::Qwen2_5VlConfig;
 use geom::checkpoint::load::{Checkpoint, WeightMap};
 use geom::model::qwen2_5_vl::rope::{rope_index, VisualGrids};
-use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -18,46 +21,6 @@ fn root() -> PathBuf {
 fn index() -> Value {
     serde_json::from_str(&std::fs::read_to_string(root().join("cases/index.json")).unwrap())
         .unwrap()
-}
-
-/// An integer tensor of a case file, flattened, with its shape.
-fn ints(file: &Path, key: &str) -> Option<(Vec<i64>, Vec<usize>)> {
-    let bytes = std::fs::read(file).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(key).ok()?;
-    let v = match t.dtype() {
-        Dtype::I64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as i64)
-            .collect(),
-        d => panic!("{key}: unexpected dtype {d:?}"),
-    };
-    Some((v, t.shape().to_vec()))
-}
-
-fn floats(file: &Path, key: &str) -> Option<Vec<f64>> {
-    let bytes = std::fs::read(file).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(key).ok()?;
-    Some(match t.dtype() {
-        Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        Dtype::F64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        d => panic!("{key}: unexpected dtype {d:?}"),
-    })
 }
 
 /// The token ids and attention mask of a case.
@@ -88,15 +51,6 @@ fn tokens(file: &Path) -> Tokens {
         rows,
         mask,
     }
-}
-
-fn grids(v: Option<(Vec<i64>, Vec<usize>)>) -> Vec<[usize; 3]> {
-    v.map(|(g, _)| {
-        g.chunks(3)
-            .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
-            .collect()
-    })
-    .unwrap_or_default()
 }
 
 #[test]
@@ -198,22 +152,6 @@ fn rope_index_matches_get_rope_index_on_every_case() {
         let (wd, _) = ints(&file, "rope_deltas").unwrap();
         assert_eq!(deltas, wd, "{name}: rope deltas");
     }
-}
-
-/// Max |geom − reference| of one `[B, T, H]` state against layer `l` of a
-/// stacked `[L+1, B, T, H]` reference, at the real (unpadded) positions.
-fn state_err(got: &[f32], want: &[f64], l: usize, mask: &[Vec<u8>], h: usize) -> f64 {
-    let (b, t) = (mask.len(), mask[0].len());
-    let mut err = 0f64;
-    for bi in 0..b {
-        for ti in (0..t).filter(|&ti| mask[bi][ti] == 1) {
-            for d in 0..h {
-                let g = got[(bi * t + ti) * h + d] as f64;
-                err = err.max((g - want[((l * b + bi) * t + ti) * h + d]).abs());
-            }
-        }
-    }
-    err
 }
 
 /// Every hidden state of the text cases (single prompts and a left-padded
@@ -389,14 +327,6 @@ fn case_inputs(file: &Path) -> geom::model::ModelInputs {
         second_per_grid_ts: floats(file, "second_per_grid_ts").unwrap_or_default(),
         ..Default::default()
     }
-}
-
-fn max_abs(a: &[f32], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// The vision tower on every image/video case: window layout identical to
@@ -758,7 +688,7 @@ fn text_only_load_embeds_texts_and_refuses_images() {
     let device = Default::default();
     let full = Embedder::<Cpu>::from_dir(&root().join("model"), &device).unwrap();
     let text = Embedder::<Cpu>::from_dir_text_only(&root().join("model"), &device).unwrap();
-    assert!(text.model().visual.is_none());
+    assert!(matches!(text.model(), geom::model::AutoModel::Qwen2_5Vl(m) if m.visual.is_none()));
     let items = [Item::text("a red circle"), Item::text("two blue squares")];
     let a = full
         .pooled(&full.prepare(&items).unwrap(), Pooling::LastToken)

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use ndarray::Array3;
 
-use super::capture::HookPoint;
+use super::capture::{CaptureSpec, HookPoint};
 use super::layers::vision::{index_tensor, VisionModel};
 use crate::error::{GeomError, Result};
 
@@ -92,7 +92,7 @@ pub struct ModelOutput<B: Backend> {
 
 /// Runs the vision tower on one modality's flattened patches, when there
 /// are any; the blocks in `blocks` are captured into `captures`.
-pub(crate) fn run_vision<B: Backend>(
+fn run_vision<B: Backend>(
     visual: Option<&VisionModel<B>>,
     pixels: &[f32],
     grids: &[[usize; 3]],
@@ -131,6 +131,50 @@ pub(crate) fn run_vision<B: Backend>(
             .map(|(i, t)| (HookPoint::VisionBlock(i), t)),
     );
     Ok(Some(out.embeds))
+}
+
+/// The vision tower's embeddings of a batch's images and videos (each
+/// `None` when the batch has none), and the captures of `spec`'s vision blocks.
+pub(crate) struct VisualEmbeds<B: Backend> {
+    pub image: Option<Tensor<B, 2>>,
+    pub video: Option<Tensor<B, 2>>,
+    pub image_captures: Vec<(HookPoint, Tensor<B, 2>)>,
+    pub video_captures: Vec<(HookPoint, Tensor<B, 2>)>,
+}
+
+/// Runs the vision tower on a batch's images, then on its videos.
+pub(crate) fn embed_visuals<B: Backend>(
+    visual: Option<&VisionModel<B>>,
+    inputs: &ModelInputs,
+    spec: &CaptureSpec,
+    device: &B::Device,
+) -> Result<VisualEmbeds<B>> {
+    let blocks = spec.vision_blocks();
+    let (mut image_captures, mut video_captures) = (Vec::new(), Vec::new());
+    let image = run_vision(
+        visual,
+        &inputs.pixel_values,
+        &inputs.image_grids,
+        &blocks,
+        &mut image_captures,
+        "image",
+        device,
+    )?;
+    let video = run_vision(
+        visual,
+        &inputs.pixel_values_videos,
+        &inputs.video_grids,
+        &blocks,
+        &mut video_captures,
+        "video",
+        device,
+    )?;
+    Ok(VisualEmbeds {
+        image,
+        video,
+        image_captures,
+        video_captures,
+    })
 }
 
 /// Replaces the embeddings of each medium's placeholder token, in reading

@@ -24,7 +24,7 @@ use burn::tensor::backend::Backend;
 
 use crate::checkpoint::load::{Checkpoint, WeightMap};
 use crate::error::{GeomError, Result};
-use crate::model::batch::{run_vision, scatter_media, ModelInputs, ModelOutput};
+use crate::model::batch::{embed_visuals, scatter_media, ModelInputs, ModelOutput};
 use crate::model::capture::{CaptureSpec, HookPoint};
 use crate::model::layers::decoder::TextModel;
 use crate::model::layers::vision::VisionModel;
@@ -161,35 +161,15 @@ impl<B: Backend> Qwen2_5Omni<B> {
             );
             Some(out.embeds)
         };
-        let blocks = spec.vision_blocks();
-        let (mut image_captures, mut video_captures) = (Vec::new(), Vec::new());
-        let visual = self.visual.as_ref();
-        let image = run_vision(
-            visual,
-            &inputs.pixel_values,
-            &inputs.image_grids,
-            &blocks,
-            &mut image_captures,
-            "image",
-            device,
-        )?;
-        let video = run_vision(
-            visual,
-            &inputs.pixel_values_videos,
-            &inputs.video_grids,
-            &blocks,
-            &mut video_captures,
-            "video",
-            device,
-        )?;
+        let v = embed_visuals(self.visual.as_ref(), inputs, spec, device)?;
         let c = &self.config;
         let embeds = scatter_media(
             embeds,
             &inputs.input_ids,
             vec![
                 (c.audio_token_id, "audio", audio),
-                (c.image_token_id, "image", image),
-                (c.video_token_id, "video", video),
+                (c.image_token_id, "image", v.image),
+                (c.video_token_id, "video", v.video),
             ],
         )?;
         let out = self.text.forward(
@@ -201,8 +181,8 @@ impl<B: Backend> Qwen2_5Omni<B> {
         Ok(ModelOutput {
             last_hidden_state: out.last_hidden_state,
             captures: out.captures,
-            image_captures,
-            video_captures,
+            image_captures: v.image_captures,
+            video_captures: v.video_captures,
             audio_captures,
             position_ids,
         })

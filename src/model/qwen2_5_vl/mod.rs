@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 
 use crate::checkpoint::load::{Checkpoint, WeightMap};
 use crate::error::{GeomError, Result};
-use crate::model::batch::{run_vision, scatter_media};
+use crate::model::batch::{embed_visuals, scatter_media};
 pub use crate::model::batch::{ModelInputs, ModelOutput};
 use crate::model::capture::CaptureSpec;
 use crate::model::layers::decoder::TextModel;
@@ -107,34 +107,13 @@ impl<B: Backend> Qwen2_5Vl<B> {
             &grids,
         )?;
         let embeds = self.text.embed(inputs.ids_tensor(device)?);
-        let blocks = spec.vision_blocks();
-        let mut image_captures = Vec::new();
-        let mut video_captures = Vec::new();
-        let visual = self.visual.as_ref();
-        let image = run_vision(
-            visual,
-            &inputs.pixel_values,
-            &inputs.image_grids,
-            &blocks,
-            &mut image_captures,
-            "image",
-            device,
-        )?;
-        let video = run_vision(
-            visual,
-            &inputs.pixel_values_videos,
-            &inputs.video_grids,
-            &blocks,
-            &mut video_captures,
-            "video",
-            device,
-        )?;
+        let v = embed_visuals(self.visual.as_ref(), inputs, spec, device)?;
         let embeds = scatter_media(
             embeds,
             &inputs.input_ids,
             vec![
-                (self.config.image_token_id, "image", image),
-                (self.config.video_token_id, "video", video),
+                (self.config.image_token_id, "image", v.image),
+                (self.config.video_token_id, "video", v.video),
             ],
         )?;
         let out = self.text.forward(
@@ -146,8 +125,8 @@ impl<B: Backend> Qwen2_5Vl<B> {
         Ok(ModelOutput {
             last_hidden_state: out.last_hidden_state,
             captures: out.captures,
-            image_captures,
-            video_captures,
+            image_captures: v.image_captures,
+            video_captures: v.video_captures,
             audio_captures: Vec::new(),
             position_ids,
         })
