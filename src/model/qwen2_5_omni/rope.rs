@@ -400,7 +400,7 @@ mod tests {
 
     #[test]
     fn audio_in_video_interleaves_chunks() {
-        // 2 temporal steps at 2 s/grid → t ids 0 and 100 (chunks of 50): two video
+        // 2 temporal steps at 2 s/grid → t ids 0 and 50 (chunks of 50): two video
         // chunks of one token; audio of 7 frames → 2 tokens (ids 0, 1): one chunk.
         // Layout: <vbos><abos> V A A V <aeos><veos>
         let ids = vec![vec![25, 23, 22, 20, 20, 22, 24, 26]];
@@ -414,7 +414,7 @@ mod tests {
         let (p, _) = rope_index(&cfg(), &ids, None, &media).unwrap();
         assert_eq!(
             p.slice(ndarray::s![0, 0, ..]).to_vec(),
-            vec![0, 0, 1, 1, 2, 101, 102, 102]
+            vec![0, 0, 1, 1, 2, 51, 52, 52]
         );
     }
 }
