@@ -5,10 +5,12 @@
 
 SHELL := /bin/bash
 APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config
+# Debian packages named after the program they provide, checked on PATH (a local FFmpeg build will do).
+APT_PROGRAMS := ffmpeg
 CARGO ?= cargo
 GEOM := target/debug/geom
 
-.PHONY: demo test deps pydeps build lint bench bench-model fixtures demo-assets demo-after check-cuda
+.PHONY: demo test deps pydeps build lint bench bench-model bench-omni fixtures demo-assets demo-after check-cuda
 
 # The embedded default (a tiny checkpoint pair on 256 drawn image–caption pairs):
 # extracted once into the cache, then analysed; figures under figures/.
@@ -26,10 +28,12 @@ test: deps pydeps
 build: deps
 	$(CARGO) build
 
-# System libraries linked by geom: HDF5 (hdf5-metno) and OpenBLAS (ndarray's BLAS).
+# System libraries linked by geom: HDF5 (hdf5-metno) and OpenBLAS (ndarray's BLAS); and the
+# ffmpeg / ffprobe programs that decode video files (input/video.rs), installed when not on PATH.
 deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(APT_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "geom: installing missing system packages:$$missing (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -58,6 +62,12 @@ bench: deps
 # (3B width, 4 layers; built once under /tmp/geom-bench-model; needs scripts/requirements-models.txt).
 bench-model: deps
 	python3 scripts/bench_model.py --ndarray
+
+# Audio and video extraction speed, geom vs transformers on a random-weight Qwen2.5-Omni thinker
+# (3B width, 4 text / 4 vision / 4 audio layers; built once under /tmp/geom-bench-omni;
+# needs scripts/requirements-models.txt).
+bench-omni: deps
+	python3 scripts/bench_omni.py --breakdown
 
 # Regenerate the committed reference fixtures (needs scripts/requirements.txt).
 fixtures:

@@ -11,8 +11,15 @@
 //!   `smart_resize`, torchvision's antialiased bicubic resize bit for bit,
 //!   normalisation and patch flattening into `pixel_values`), and image /
 //!   frame loading.
+//! * [`audio`] — audio decoding (WAV, FLAC, MP3, OGG/Vorbis), the mono mix
+//!   at 16 kHz, and the Whisper log-mel features of Qwen2.5-Omni.
+//! * [`video`] — video files decoded with FFmpeg and sampled as LCO-Emb's
+//!   loader does (`qwen_omni_utils.fetch_video`: 2 fps, even frame counts,
+//!   its resize), their audio tracks, and folders of frames.
 
+pub mod audio;
 pub mod chat;
 pub mod image;
 pub mod prompt;
 pub mod tokenizer;
+pub mod video;
