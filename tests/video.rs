@@ -456,7 +456,7 @@ fn bad_files_are_one_clear_error() {
             &["-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1"],
             &one,
         );
-        cases.push((one, "too short"));
+        cases.push((one, "too few to sample"));
     }
     for (path, why) in cases {
         if !ffmpeg_there && why.is_empty() {
@@ -469,7 +469,7 @@ fn bad_files_are_one_clear_error() {
         assert!(e.contains(&*path.to_string_lossy()), "{e}");
         assert!(e.contains(why), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
-        if why != "too short" {
+        if why != "too few to sample" {
             assert!(e.contains("expected a video file"), "{e}");
         }
     }
@@ -479,5 +479,33 @@ fn bad_files_are_one_clear_error() {
             e.contains("corrupt.mp4") && e.contains("expected a video file"),
             "{e}"
         );
+    }
+}
+
+/// Without the FFmpeg programs, a video file is one error saying how to
+/// install them (run in a child process with `GEOM_FFPROBE` /
+/// `GEOM_FFMPEG` pointing nowhere, so other tests keep their environment).
+#[test]
+fn missing_ffmpeg_is_a_clear_error() {
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["missing_ffmpeg_child", "--exact", "--ignored", "--quiet"])
+        .env("GEOM_FFPROBE", "/nonexistent/geom/ffprobe")
+        .env("GEOM_FFMPEG", "/nonexistent/geom/ffmpeg")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+#[ignore = "run by missing_ffmpeg_is_a_clear_error with the programs hidden"]
+fn missing_ffmpeg_child() {
+    let path = root().join("vp9.webm");
+    for e in [
+        load_video(&path, &VideoSampling::default()).unwrap_err(),
+        load_video_audio(&path).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("/nonexistent/geom/ffprobe"), "{e}");
+        assert!(e.contains("apt-get install ffmpeg"), "{e}");
     }
 }

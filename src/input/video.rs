@@ -5,7 +5,10 @@
 //! LCO-Emb reads a video with `qwen_omni_utils.process_mm_info` (pinned
 //! `qwen-omni-utils==0.0.4`, `v2_5/vision_process.py`). Without decord or
 //! torchcodec installed it takes the torchvision backend,
-//! `torchvision.io.read_video(path, pts_unit="sec")` over PyAV, and then:
+//! `torchvision.io.read_video(path, pts_unit="sec")` over PyAV, which geom
+//! follows (LCO's training requirements pin the `[decord]` extra; decord
+//! counts frames and reads `get_avg_fps` its own way, not checked here),
+//! and then:
 //!
 //! 1. **Frame count** ([`smart_nframes`]): `total / video_fps · FPS`, clamped
 //!    to `[FPS_MIN_FRAMES, min(FPS_MAX_FRAMES, total)]` (bounds rounded to
@@ -23,9 +26,11 @@
 //!    `max_pixels`, `max(factor, round(side))` before the bounds, no
 //!    `max(factor, ·)` after flooring), then torchvision's v1
 //!    `transforms.functional.resize(…, BICUBIC, antialias=True)`, which on
-//!    `uint8` runs in `float32` ([`resize_bicubic_float`]; not the `uint8`
-//!    kernel of [`crate::input::image::resize_antialias`], which differs by
-//!    up to 22 levels here).
+//!    `uint8` runs in `float32` ([`resize_bicubic_float`]: identical to torch
+//!    when enlarging, within one level on a few values in a million when
+//!    shrinking). It is not the `uint8` kernel of
+//!    [`crate::input::image::resize_antialias`] (transformers' fast
+//!    processors, torchvision v2), which differs by up to 22 levels here.
 //! 4. **Sample fps**: `n / total · video_fps`, which the processor turns into
 //!    `second_per_grid_t = temporal_patch_size / fps`.
 //!
@@ -199,8 +204,8 @@ pub fn smart_nframes(total_frames: usize, video_fps: f64, s: &VideoSampling) -> 
     let n = floor_by(n.max(min_frames).min(max_frames).min(total), s.frame_factor);
     if !(s.frame_factor as f64 <= n && n <= total) {
         return Err(GeomError::invalid(format!(
-            "a video of {total_frames} frames is too short to sample: it gives {n} frames, \
-             expected between {} and {total_frames} (qwen_omni_utils' smart_nframes)",
+            "{total_frames} frame(s) are too few to sample: qwen_omni_utils' smart_nframes needs \
+             at least {} (it gives {n})",
             s.frame_factor
         )));
     }
