@@ -478,11 +478,12 @@ def torch_ops(args) -> int:
 # --------------------------------------------------------------------------
 
 
-def build_geom(work: Path, geom_bin: str | None) -> Path:
+def build_geom(work: Path, geom_bin: str | None, bench: str = "model") -> Path:
+    """Builds the `bench` bench binary (release) and returns a copy of it in `work`."""
     if geom_bin:
         return Path(geom_bin)
-    log("building the model bench (cargo bench --bench model --no-run; the first build takes a while)")
-    proc = subprocess.run(["cargo", "bench", "--bench", "model", "--no-run", "--message-format=json"],
+    log(f"building the {bench} bench (cargo bench --bench {bench} --no-run; the first build takes a while)")
+    proc = subprocess.run(["cargo", "bench", "--bench", bench, "--no-run", "--message-format=json"],
                           cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
@@ -493,13 +494,13 @@ def build_geom(work: Path, geom_bin: str | None) -> Path:
             m = json.loads(line)
         except ValueError:
             continue
-        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "model" \
+        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == bench \
                 and m.get("executable"):
             exe = m["executable"]
     if not exe:
-        raise SystemExit("bench_model: could not find the model bench executable")
+        raise SystemExit(f"bench_model: could not find the {bench} bench executable")
     # Run a copy: edits to the sources during the run cannot change what is measured.
-    dst = work / "model-bench"
+    dst = work / f"{bench}-bench"
     shutil.copy2(exe, dst)
     return dst
 
